@@ -1,0 +1,37 @@
+# The two commands of the README: `make run` and `make test`. Each sets itself up.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+CONFIG ?= configs/default.yaml
+export ZENML_ANALYTICS_OPT_IN := false
+export HF_HUB_OFFLINE := 1
+
+.PHONY: install run test test-fast validate clean
+
+# torch==2.13.0 first: it resolves to a local CPU wheel; any other spec may pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the main job on the embedded default (local ZenML store + MLflow on SQLite under .sentibridge/).
+run: install
+	$(VENV)/bin/sentibridge train --config $(CONFIG)
+
+## Check a dataset: make validate DATA=../shared/data/umsab
+validate: install
+	$(VENV)/bin/sentibridge validate --config $(CONFIG) $(if $(DATA),--data $(DATA))
+
+## All tests: fast unit tests and the integration tests (real ZenML, MLflow and Gemma-3-270M).
+test: install
+	$(VENV)/bin/pytest -q
+
+test-fast: install
+	$(VENV)/bin/pytest -q -m "not integration"
+
+clean:
+	rm -rf .sentibridge data/prepared

