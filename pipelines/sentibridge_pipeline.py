@@ -5,20 +5,44 @@ from __future__ import annotations
 from zenml import pipeline
 
 from sentibridge.config import Settings
+from steps.evaluate import evaluate
 from steps.ingest import ingest
+from steps.instructions import instructions
+from steps.register import register
 from steps.split import split
+from steps.train import train
 
 
 @pipeline(enable_cache=True)
 def sentibridge_pipeline(settings: Settings, data_version: dict[str, str], data_only: bool = False) -> None:
-    """Ingest -> split [-> instructions -> train -> merge/register -> evaluate]."""
+    """Ingest -> split [-> instructions -> train -> evaluate -> register].
+
+    Evaluation runs before registration on the same merged 16-bit weights, so a registered
+    version always carries its per-language scores and a failed evaluation registers nothing.
+    """
     valid_rows, quarantine, ingest_report = ingest(
         data_path=settings.data.path, data=settings.data, version=data_version
     )
-    split(
+    train_rows, val_rows, test_rows, _leaks, data_report, _view = split(
         valid_rows=valid_rows,
         quarantine=quarantine,
         ingest_report=ingest_report,
         data=settings.data,
         split_cfg=settings.split,
+    )
+    if data_only:
+        return
+    train_records, val_records, _export = instructions(
+        train_rows=train_rows, val_rows=val_rows, model=settings.model, seed=settings.split.seed
+    )
+    lora_adapter, train_summary = train(
+        train_records=train_records, val_records=val_records, settings=settings, data_report=data_report
+    )
+    metrics, _predictions, _eval_view = evaluate(lora_adapter=lora_adapter, test_rows=test_rows, settings=settings)
+    register(
+        lora_adapter=lora_adapter,
+        metrics=metrics,
+        train_summary=train_summary,
+        data_report=data_report,
+        settings=settings,
     )

@@ -42,7 +42,7 @@ def _find_user_error(exc: BaseException) -> SentibridgeError | None:
 def run_pipeline(settings: Settings, data_only: bool):
     """Activate the home and stack, run the pipeline, return the ZenML run."""
     from sentibridge.dataversion import data_version
-    from sentibridge.home import activate, ensure_stack, quiet
+    from sentibridge.home import activate, ensure_experiment, ensure_stack, quiet
 
     path = Path(settings.data.path)
     if not path.exists():
@@ -53,11 +53,16 @@ def run_pipeline(settings: Settings, data_only: bool):
     from pipelines.sentibridge_pipeline import sentibridge_pipeline
 
     run_name = f"sentibridge-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    options: dict = {"run_name": run_name}
+    if not data_only:
+        from zenml import Model
+
+        ensure_experiment(home, settings.registry.experiment)
+        options["model"] = Model(name=settings.registry.model_name, description="sentibridge sentiment model")
+        options["settings"] = {"experiment_tracker": {"experiment_name": settings.registry.experiment}}
     try:
         with quiet():
-            sentibridge_pipeline.with_options(run_name=run_name)(
-                settings=settings, data_version=version, data_only=data_only
-            )
+            sentibridge_pipeline.with_options(**options)(settings=settings, data_version=version, data_only=data_only)
     except RuntimeError:
         _raise_step_error(run_name)
         raise
@@ -98,8 +103,56 @@ def cmd_validate(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     print(data_report_text(report))
     print(f"pipeline run: {run.name}  ({seconds:.1f} s)")
+    if args.export:
+        _export_prepared(run, report, Path(args.export))
+        print(f"prepared data written to {args.export}")
     if args.json:
         _emit_json({"ok": True, "pipeline_run_id": str(run.id), "seconds": round(seconds, 2), **report})
+    return 0
+
+
+def _export_prepared(run, report: dict, folder: Path) -> None:
+    """Write the prepared splits as Parquet (what `dvc repro` tracks as the stage output)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("train_rows", "val_rows", "test_rows", "leaks"):
+        _step_output(run, "split", name).to_parquet(folder / f"{name.removesuffix('_rows')}.parquet", index=False)
+    _step_output(run, "ingest", "quarantine").to_parquet(folder / "quarantine.parquet", index=False)
+    (folder / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from sentibridge.report import text_table
+
+    settings = _settings(args)
+    started = time.perf_counter()
+    run = run_pipeline(settings, data_only=False)
+    metrics = _step_output(run, "evaluate", "metrics")
+    registration = _step_output(run, "register", "registration")
+    summary = _step_output(run, "train", "train_summary")
+    seconds = time.perf_counter() - started
+    rows = [[lang, v["support"], v["accuracy"], v["f1"]] for lang, v in metrics["per_language"].items()]
+    rows.append(["mean", sum(r[1] for r in rows), "", metrics["f1_macro_avg"]])
+    print(text_table(["language", "support", "accuracy", "macro-F1"], rows))
+    print(
+        f"trained {summary['steps']} steps ({summary['precision']}, {summary['tokens_per_s']:.0f} tokens/s); "
+        f"registered {registration['registered_model']} version {registration['model_version']}"
+    )
+    print(f"pipeline run: {run.name}  mlflow run: {registration['mlflow_run_id']}  ({seconds:.0f} s)")
+    if args.json:
+        _emit_json(
+            {
+                "ok": True,
+                "pipeline_run_id": str(run.id),
+                "mlflow_run_id": registration["mlflow_run_id"],
+                "tracking_uri": registration["tracking_uri"],
+                "registered_model": registration["registered_model"],
+                "model_version": registration["model_version"],
+                "per_language": metrics["per_language"],
+                "f1_macro_avg": metrics["f1_macro_avg"],
+                "train": summary,
+                "seconds": round(seconds, 1),
+            }
+        )
     return 0
 
 
@@ -114,8 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="ingest, validate and split a dataset (a ZenML pipeline)")
     validate.add_argument("--data", help="CSV/JSONL/Parquet file, folder of them, or TweetEval folder")
+    validate.add_argument("--export", metavar="DIR", help="also write the prepared splits (Parquet) and report here")
     common(validate)
     validate.set_defaults(func=cmd_validate)
+
+    train = sub.add_parser("train", help="run the whole pipeline: data, LoRA training, evaluation, registration")
+    train.add_argument("--data", help="override data.path")
+    common(train)
+    train.set_defaults(func=cmd_train)
     return parser
 
 

@@ -18,7 +18,8 @@ EMBEDDED_BASE_MODEL = "embedded:gemma-3-270m"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Numbers given for text fields (``--set registry.experiment=2024``) stay text.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, coerce_numbers_to_str=True)
 
 
 class DataConfig(_Section):
@@ -186,6 +187,7 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
         if not isinstance(loaded, dict):
             raise ConfigError(f"config {path} must be a mapping of sections")
         tree = loaded
+    tree = {k: ({} if v is None else v) for k, v in tree.items()}  # an empty "data:" section
     tree = _merge(tree, parse_overrides(overrides or []))
     _check_known(tree, Settings)
     try:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pathspec
 import yaml
 
 _CHUNK = 1 << 20
@@ -25,16 +27,41 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _dvc_root(path: Path) -> Path | None:
+    for folder in [path, *path.parents]:
+        if (folder / ".dvc").is_dir():
+            return folder
+    return None
+
+
+def _ignored(path: Path) -> Callable[[Path], bool]:
+    """DVC skips what ``.dvcignore`` files (gitignore syntax) name, from the repo root down."""
+    root = _dvc_root(path.resolve())
+    specs: list[tuple[Path, pathspec.PathSpec]] = []
+    if root is not None:
+        for ignore_file in [root / ".dvcignore", *path.resolve().rglob(".dvcignore")]:
+            if ignore_file.is_file():
+                lines = ignore_file.read_text(encoding="utf-8").splitlines()
+                specs.append((ignore_file.parent, pathspec.PathSpec.from_lines("gitwildmatch", lines)))
+
+    def ignored(file: Path) -> bool:
+        file = file.resolve()
+        return any(file.is_relative_to(base) and spec.match_file(file.relative_to(base).as_posix()) for base, spec in specs)
+
+    return ignored
+
+
 def dvc_md5(path: str | Path) -> str:
     """DVC 3's md5 of a file, or of a folder (``<md5 of the sorted entry list>.dir``)."""
     path = Path(path)
     if path.is_file():
         return file_md5(path)
+    ignored = _ignored(path)
     entries = sorted(
         (
             {"md5": file_md5(f), "relpath": f.relative_to(path).as_posix()}
             for f in path.rglob("*")
-            if f.is_file() and not any(part.startswith(".dvc") for part in f.relative_to(path).parts)
+            if f.is_file() and f.name != ".dvcignore" and not ignored(f)
         ),
         key=lambda e: e["relpath"],
     )

@@ -1,7 +1,8 @@
 """The project home: one folder for all local state, and the ZenML stack that uses it.
 
 ``SENTIBRIDGE_HOME`` (default ``.sentibridge/`` in the working directory) holds the ZenML
-config and store, the MLflow tracking DB and artifacts, and cached models. A user's own
+config and store, the MLflow tracking DB and artifacts, and cached models (or
+``SENTIBRIDGE_MODEL_CACHE``, to share converted models between homes). A user's own
 ``MLFLOW_TRACKING_URI``, ``ZENML_CONFIG_PATH`` or ZenML server (``ZENML_STORE_URL``) wins.
 
 ``activate`` must run before zenml is imported: ZenML reads its config path at import.
@@ -37,9 +38,23 @@ class Home:
         return self.root / "mlflow"
 
     @property
+    def local_tracking_uri(self) -> str:
+        """MLflow on SQLite inside the home: the default when MLFLOW_TRACKING_URI is unset."""
+        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
     def models(self) -> Path:
-        """Cached base models (e.g. the converted embedded Gemma)."""
-        return self.root / "models"
+        """Cached base models (e.g. the converted embedded Gemma).
+
+        ``SENTIBRIDGE_MODEL_CACHE`` shares one cache between homes (tests, benchmarks).
+        """
+        shared = os.environ.get("SENTIBRIDGE_MODEL_CACHE")
+        return Path(shared).expanduser().resolve() if shared else self.root / "models"
+
+    @property
+    def embedded_model(self) -> Path:
+        """The embedded Gemma-3-270M, converted once to safetensors."""
+        return self.models / "gemma-3-270m"
 
     @property
     def runs(self) -> Path:
@@ -50,8 +65,8 @@ class Home:
 def resolve_home() -> Home:
     """Read ``SENTIBRIDGE_HOME`` and ``MLFLOW_TRACKING_URI`` without changing anything."""
     root = Path(os.environ.get("SENTIBRIDGE_HOME", ".sentibridge")).expanduser().resolve()
-    default_uri = f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"
-    return Home(root=root, tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or default_uri)
+    local = Home(root=root, tracking_uri="")
+    return Home(root=root, tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or local.local_tracking_uri)
 
 
 def activate() -> Home:
@@ -122,6 +137,21 @@ def ensure_stack(home: Home) -> str:
         if client.active_stack_model.name != STACK_NAME:
             client.activate_stack(STACK_NAME)
     return STACK_NAME
+
+
+def ensure_experiment(home: Home, name: str) -> None:
+    """Create the MLflow experiment with its artifacts under the home (local stores only).
+
+    MLflow on SQLite would otherwise put artifacts in ``./mlruns`` of whatever folder the
+    command ran in. A remote or user-chosen tracking server keeps its own artifact root.
+    """
+    if home.tracking_uri != home.local_tracking_uri:
+        return
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=home.tracking_uri)
+    if client.get_experiment_by_name(name) is None:
+        client.create_experiment(name, artifact_location=(home.mlflow_dir / "artifacts").as_uri())
 
 
 def _register_component(client, name: str, kind, tracking_uri: str | None) -> None:

@@ -12,6 +12,7 @@ validation, so ``rows_in == rows_valid + rows_quarantined`` can be checked end t
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -51,16 +52,16 @@ def read_dataset(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_file():
-        return _finish(_read_tabular(path))
+        return _finish(_read_tabular(path), path.parent)
     if _is_tweeteval(path):
-        return _finish(_read_tweeteval(path))
+        return _finish(_read_tweeteval(path), path)
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TABULAR_SUFFIXES)
     if not files:
         raise DataError(
             f"{path}: empty folder (no {', '.join(TABULAR_SUFFIXES)} files and no "
             "<language>/{train,val,test}_{text,labels}.txt)"
         )
-    return _finish(pd.concat([_read_tabular(f) for f in files], ignore_index=True))
+    return _finish(pd.concat([_read_tabular(f) for f in files], ignore_index=True), path)
 
 
 def _is_tweeteval(folder: Path) -> bool:
@@ -75,8 +76,7 @@ def _read_tabular(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: empty file")
     try:
         if suffix == ".csv":
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-            lines = list(range(2, len(frame) + 2))  # header is line 1
+            frame, lines = _read_csv(path)
         elif suffix == ".jsonl":
             frame, lines = _read_jsonl(path)
         else:
@@ -84,10 +84,8 @@ def _read_tabular(path: Path) -> pd.DataFrame:
             lines = list(range(1, len(frame) + 1))
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: cannot decode as UTF-8 (byte {exc.start}: {exc.reason})") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: empty file") from None
-    except pd.errors.ParserError as exc:
-        raise DataError(f"{path}: malformed CSV ({str(exc).strip().splitlines()[-1]})") from None
+    except csv.Error as exc:
+        raise DataError(f"{path}: malformed CSV ({exc})") from None
     except (OSError, ValueError) as exc:  # pyarrow raises ArrowInvalid, a ValueError
         raise DataError(f"{path}: cannot read {suffix[1:]} ({str(exc).strip().splitlines()[0]})") from None
     if frame.empty:
@@ -106,10 +104,30 @@ def _read_tabular(path: Path) -> pd.DataFrame:
     return out
 
 
+def _read_csv(path: Path) -> tuple[pd.DataFrame, list[int]]:
+    """CSV with physical line numbers: pandas cannot say where a quoted multi-line record starts."""
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if not header:
+            raise DataError(f"{path}: empty file")
+        records, lines = [], []
+        end = reader.line_num
+        for row in reader:
+            start, end = end + 1, reader.line_num
+            if not row:  # a blank line is no record
+                continue
+            if len(row) > len(header):
+                raise DataError(f"{path}:{start}: malformed CSV ({len(row)} fields, header has {len(header)})")
+            records.append(dict(zip(header, row + [""] * (len(header) - len(row)))))
+            lines.append(start)
+    return pd.DataFrame.from_records(records, columns=header), lines
+
+
 def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
     records: list[dict] = []
     lines: list[int] = []
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -129,7 +147,7 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
 def _read_lines(path: Path) -> list[str]:
     """One record per ``\\n``: ``str.splitlines`` would also split on U+2028 etc. inside tweets."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: cannot decode as UTF-8 (byte {exc.start}: {exc.reason})") from None
     if text.endswith("\n"):
@@ -174,12 +192,15 @@ def _read_tweeteval(folder: Path) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _finish(frame: pd.DataFrame) -> pd.DataFrame:
-    """Normalise labels, languages and splits; give every row an id."""
+def _finish(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
+    """Normalise labels, languages and splits; give every row an id.
+
+    A generated id is ``<path relative to root>:<line>``, unique across subfolders.
+    """
     frame = frame.reset_index(drop=True)
     out = pd.DataFrame()
     missing_id = frame["id"].isna() | (frame["id"].astype(str).str.strip() == "")
-    generated = frame["source"].map(lambda s: Path(s).name) + ":" + frame["line"].astype(str)
+    generated = frame["source"].map(lambda s: Path(s).relative_to(root).as_posix()) + ":" + frame["line"].astype(str)
     out["id"] = frame["id"].where(~missing_id, generated).astype(str)
     out["text"] = frame["text"].map(lambda t: "" if t is None or (isinstance(t, float) and pd.isna(t)) else str(t))
     out["label"] = frame["label"].map(normalise_label).astype("int64")

@@ -15,7 +15,7 @@ ISO_639_1: dict[str, str] = dict(
         "fy:Western_Frisian ga:Irish gd:Scottish_Gaelic gl:Galician gn:Guarani gu:Gujarati gv:Manx "
         "ha:Hausa he:Hebrew hi:Hindi ho:Hiri_Motu hr:Croatian ht:Haitian hu:Hungarian hy:Armenian "
         "hz:Herero ia:Interlingua id:Indonesian ie:Interlingue ig:Igbo ii:Sichuan_Yi ik:Inupiaq "
-        "io:Ido is:Icelandic it:Italian iu:Inuktitut ja:Japanese jv:Javanese ka:Georgian ki:Kikuyu "
+        "io:Ido is:Icelandic it:Italian iu:Inuktitut ja:Japanese jv:Javanese ka:Georgian kg:Kongo ki:Kikuyu "
         "kj:Kuanyama kk:Kazakh kl:Kalaallisut km:Khmer kn:Kannada ko:Korean kr:Kanuri ks:Kashmiri "
         "ku:Kurdish kv:Komi kw:Cornish ky:Kyrgyz la:Latin lb:Luxembourgish lg:Ganda li:Limburgish "
         "ln:Lingala lo:Lao lt:Lithuanian lu:Luba-Katanga lv:Latvian mg:Malagasy mh:Marshallese "
@@ -40,7 +40,7 @@ _BY_NAME.update(
     {
         "farsi": "fa",
         "mandarin": "zh",
-        "chinese_simplified": "zh",
+        "chinese simplified": "zh",
         "brazilian": "pt",
         "portugese": "pt",
         "castilian": "es",
@@ -66,7 +66,8 @@ def normalise_language(value: object) -> str:
     base = raw.replace("-", "_").split("_")[0]
     if base in ISO_639_1:
         return base
-    return _BY_NAME.get(raw.replace(" ", "_"), _BY_NAME.get(raw, _BY_NAME.get(base, raw)))
+    spaced = raw.replace("_", " ")
+    return _BY_NAME.get(spaced, _BY_NAME.get(spaced.replace("-", " "), _BY_NAME.get(base, raw)))
 
 
 def language_name(code: str) -> str:

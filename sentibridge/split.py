@@ -117,8 +117,8 @@ def _find_leaks(rows: pd.DataFrame) -> pd.DataFrame:
     return leaked.assign(leaks_into=into, exact=exact)
 
 
-def _subsample(train: pd.DataFrame, max_rows: int | None, seed: int) -> pd.DataFrame:
-    """Keep at most ``max_rows`` train rows per language, spread evenly over labels."""
+def subsample_per_language(train: pd.DataFrame, max_rows: int | None, seed: int) -> pd.DataFrame:
+    """Keep at most ``max_rows`` rows per language, spread evenly over labels (seeded)."""
     if max_rows is None:
         return train
     kept = []
@@ -146,7 +146,7 @@ def split_rows(rows: pd.DataFrame, split_cfg: SplitConfig, data_cfg: DataConfig 
         rows = rows.drop(index=drop)
     parts = {name: rows[rows["split"] == name].drop(columns="_key").reset_index(drop=True) for name in SPLITS}
     max_rows = data_cfg.max_rows_per_language if data_cfg else None
-    train = _subsample(parts["train"], max_rows, split_cfg.seed).reset_index(drop=True)
+    train = subsample_per_language(parts["train"], max_rows, split_cfg.seed).reset_index(drop=True)
     return SplitResult(
         train=train,
         val=parts["val"],

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+#: One converted Gemma for all tests and `make run` (converting takes about a minute).
+MODEL_CACHE = Path(os.environ.get("SENTIBRIDGE_MODEL_CACHE", REPO / ".sentibridge" / "models")).resolve()
 UMSAB = (REPO.parent / "shared" / "data" / "umsab").resolve()
 SAMPLE = REPO / "data" / "sample"
 
@@ -20,6 +22,7 @@ def home(tmp_path, monkeypatch) -> Path:
     for var in ("MLFLOW_TRACKING_URI", "ZENML_CONFIG_PATH", "ZENML_STORE_URL", "SENTIBRIDGE_STACK"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("ZENML_ANALYTICS_OPT_IN", "false")
+    monkeypatch.setenv("SENTIBRIDGE_MODEL_CACHE", str(MODEL_CACHE))
     return root
 
 
@@ -33,5 +36,84 @@ def umsab() -> Path:
 def cli_env(home: Path) -> dict[str, str]:
     """Environment for a `sentibridge` subprocess bound to ``home``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "ZENML_"))}
-    env.update(SENTIBRIDGE_HOME=str(home), ZENML_ANALYTICS_OPT_IN="false", HF_HUB_OFFLINE="1")
+    env.update(
+        SENTIBRIDGE_HOME=str(home),
+        SENTIBRIDGE_MODEL_CACHE=str(MODEL_CACHE),
+        ZENML_ANALYTICS_OPT_IN="false",
+        HF_HUB_OFFLINE="1",
+    )
     return env
+
+
+# --- model fixtures: the real Gemma tokenizer and tiny Gemma-3 models --------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Also registered here in case pyproject's [tool.pytest.ini_options] does not list them.
+    config.addinivalue_line("markers", "integration: needs the real Gemma-3-270M weights or a full stack (slow)")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+def converted_model_dir() -> Path:
+    """Where the tests keep the converted embedded Gemma-3-270M (shared with `make run`)."""
+    return MODEL_CACHE / "gemma-3-270m"
+
+
+@pytest.fixture(scope="session")
+def gemma_tokenizer(request: pytest.FixtureRequest):
+    """The real Gemma-3 tokenizer (262k vocabulary, chat template), loaded once per session.
+
+    Taken from the converted model cache when present (~2 s); otherwise extracted from the
+    embedded GGUF once (~20 s) into pytest's cache folder and reused by later sessions.
+    """
+    from sentibridge.base_model import convert_embedded_tokenizer, is_converted, load_tokenizer
+    from sentibridge.config import ModelConfig
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    folder = converted_model_dir()
+    if not is_converted(folder):
+        folder = Path(request.config.cache.mkdir("gemma3-tokenizer"))
+        if not (folder / "tokenizer.json").is_file():
+            convert_embedded_tokenizer(folder)
+    return load_tokenizer(str(folder), ModelConfig())
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma_config(gemma_tokenizer):
+    """A 2-layer, 64-wide Gemma-3 text config with the real vocabulary size."""
+    from transformers import Gemma3TextConfig
+
+    return Gemma3TextConfig(
+        vocab_size=len(gemma_tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        max_position_embeddings=512,
+        sliding_window=64,
+        layer_types=["sliding_attention", "full_attention"],
+        pad_token_id=gemma_tokenizer.pad_token_id,
+        bos_token_id=gemma_tokenizer.bos_token_id,
+        eos_token_id=gemma_tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+        # Wider than the default 0.02: the final RMSNorm caps |h|, so with tiny tied embeddings
+        # no adapter could move the logits enough to learn anything.
+        initializer_range=0.2,
+    )
+
+
+@pytest.fixture
+def tiny_gemma(tiny_gemma_config):
+    """Factory: a freshly initialised tiny Gemma-3 causal LM (fp32, eval mode) for a seed."""
+    import torch
+    from transformers import Gemma3ForCausalLM
+
+    def make(seed: int = 0):
+        torch.manual_seed(seed)
+        model = Gemma3ForCausalLM(tiny_gemma_config)
+        model.eval()
+        return model
+
+    return make

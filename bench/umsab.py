@@ -1,0 +1,396 @@
+"""UMSAB accuracy: sentibridge (the real CLI) against a char n-gram TF-IDF baseline and XLM-T.
+
+One run, the same rows for every system we train:
+
+* ours: ``sentibridge train --config configs/umsab_cpu.yaml --json`` in a subprocess, in a fresh
+  ``SENTIBRIDGE_HOME`` (so ZenML's step cache and checkpoint resume cannot turn a rerun into a
+  no-op); per-language macro-F1 from the CLI's JSON line;
+* TF-IDF: char_wb 2-5-grams + balanced logistic regression, one model per language (monolingual,
+  like XLM-T's fastText baseline) and one for all languages, with C picked by 5-fold CV on the
+  training rows only; scored with ``sentibridge.evaluation`` so the metric is the pipeline's own;
+* published XLM-T numbers, parsed at run time from the dataset's README (never copied here).
+
+Train and test rows come from the project's own deterministic functions (ingest, validation,
+split, test subsampling), called exactly as the pipeline calls them, and are checked against the
+supports and row count the CLI reports.
+
+    python bench/umsab.py --quick      # 60 train / 100 test rows per language, a few minutes
+    python bench/umsab.py              # configs/umsab_cpu.yaml, 10-20 minutes on 2 cores
+
+Writes ``bench/results/umsab.json`` (``umsab_quick.json`` with ``--quick``); exits 0 without
+writing anything when the dataset is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.model_selection import GridSearchCV, StratifiedKFold  # noqa: E402
+from sklearn.pipeline import Pipeline  # noqa: E402
+
+from sentibridge.config import Settings, load_settings  # noqa: E402
+from sentibridge.errors import SentibridgeError  # noqa: E402
+from sentibridge.evaluation import evaluate_predictions  # noqa: E402
+from sentibridge.ingest import read_dataset  # noqa: E402
+from sentibridge.languages import normalise_language  # noqa: E402
+from sentibridge.split import split_rows, subsample_per_language  # noqa: E402
+from sentibridge.validation import check_quarantine_limit, validate_rows  # noqa: E402
+
+DEFAULT_CONFIG = "configs/umsab_cpu.yaml"
+QUICK_OVERRIDES = ["data.max_rows_per_language=60", "eval.max_rows_per_language=100"]
+#: The issue's bar for this config: mean macro-F1 over languages.
+GOAL_MEAN_F1 = 0.65
+#: Regularisation strengths tried for the baseline (5-fold CV on the training rows).
+C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
+#: Published columns shown in the printed table (all parsed columns go to the JSON).
+SHOWN_PUBLISHED = ("fastText mono", "XLM-Tw multi")
+
+
+# --- pure helpers (unit-tested in tests/unit/test_bench_umsab.py) -------------------------
+
+
+def parse_published(markdown: str) -> dict[str, dict[str, float]]:
+    """Macro-F1 columns of the first Markdown table whose header starts with ``language``.
+
+    Returns column name -> {ISO code (or ``average``): macro-F1 in 0..1}. Language names are
+    mapped with ``normalise_language``; cells that are not numbers are skipped.
+    """
+    header: list[str] | None = None
+    table: dict[str, dict[str, float]] = {}
+    for line in markdown.splitlines():
+        line = line.strip()
+        if not line.startswith("|"):
+            if header is not None:
+                break  # the table ended
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if header is None:
+            if cells and cells[0].lower() == "language":
+                header = cells
+                table = {name: {} for name in header[1:]}
+            continue
+        if all(re.fullmatch(r":?-+:?", c) for c in cells if c):
+            continue  # the separator row
+        name = cells[0].lower()
+        key = "average" if name in ("average", "avg", "mean") else normalise_language(name)
+        for column, cell in zip(header[1:], cells[1:]):
+            try:
+                table[column][key] = float(cell) / 100.0
+            except ValueError:
+                continue
+    return table
+
+
+def _tfidf_pipeline(seed: int) -> Pipeline:
+    return Pipeline(
+        [
+            ("tfidf", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=1)),
+            ("clf", LogisticRegression(max_iter=2000, class_weight="balanced", random_state=seed)),
+        ]
+    )
+
+
+def fit_tfidf(train: pd.DataFrame, c_grid: tuple[float, ...] = C_GRID, seed: int = 42) -> tuple[Pipeline, float]:
+    """Fit TF-IDF + logistic regression on ``train`` (``text``, ``label``); returns (model, C).
+
+    C is picked by stratified k-fold CV (macro-F1) on ``train`` alone, the vectoriser refitted
+    inside each fold; with one value in ``c_grid`` or too few rows per class, no CV is run.
+    """
+    folds = min(5, int(train["label"].value_counts().min()))
+    model = _tfidf_pipeline(seed)
+    if len(c_grid) == 1 or folds < 2 or train["label"].nunique() < 2:
+        model.set_params(clf__C=c_grid[0] if len(c_grid) == 1 else 1.0)
+        model.fit(train["text"], train["label"])
+        return model, float(model.get_params()["clf__C"])
+    search = GridSearchCV(
+        model,
+        {"clf__C": list(c_grid)},
+        scoring="f1_macro",
+        cv=StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed),
+        n_jobs=1,
+        refit=True,
+    )
+    search.fit(train["text"], train["label"])
+    return search.best_estimator_, float(search.best_params_["clf__C"])
+
+
+def tfidf_baseline(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    per_language: bool = True,
+    c_grid: tuple[float, ...] = C_GRID,
+    seed: int = 42,
+) -> dict:
+    """Per-language macro-F1 of the TF-IDF baseline on ``test``.
+
+    ``per_language``: one model per language, trained on that language's rows (a test language
+    without training rows fails); else one model on all rows. Returns ``{"f1": {lang: f1},
+    "C": {lang or "all": C}}``; F1 is ``sentibridge.evaluation``'s, i.e. the pipeline's metric.
+    """
+    test = test.reset_index(drop=True)
+    preds = np.full(len(test), -1, dtype=int)
+    chosen: dict[str, float] = {}
+    if per_language:
+        for language, rows in test.groupby("language", sort=True):
+            own = train[train["language"] == language]
+            if own.empty:
+                raise ValueError(f"no training rows for test language '{language}'")
+            model, chosen[str(language)] = fit_tfidf(own, c_grid, seed)
+            preds[rows.index] = model.predict(rows["text"])
+    else:
+        model, chosen["all"] = fit_tfidf(train, c_grid, seed)
+        preds[:] = model.predict(test["text"])
+    report = evaluate_predictions(test["language"], test["label"], preds)
+    f1 = {str(r.language): float(r.f1_macro) for r in report.table.itertuples(index=False)}
+    return {"f1": f1, "C": chosen}
+
+
+def mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def bench_rows(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train and test rows exactly as the pipeline makes them (steps/ingest, split, evaluate)."""
+    data_path = settings.data.path
+    result = validate_rows(read_dataset(data_path), settings.data)
+    check_quarantine_limit(rows_in=result.rows_in, quarantine=result.quarantine, cfg=settings.data, source=data_path)
+    split = split_rows(result.valid, settings.split, settings.data)
+    test = subsample_per_language(split.test, settings.eval.max_rows_per_language, settings.split.seed)
+    return split.train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def cli_command() -> list[str]:
+    script = Path(sys.executable).parent / "sentibridge"
+    if script.is_file():
+        return [str(script)]
+    found = shutil.which("sentibridge")
+    return [found] if found else [sys.executable, "-m", "sentibridge.cli"]
+
+
+def run_cli(config: Path, overrides: list[str], home: Path) -> tuple[int, dict | None, float]:
+    """``sentibridge train --json`` with progress (stderr) and its table (stdout) shown live.
+
+    Returns (exit code, the JSON of the last stdout line or None, seconds).
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "ZENML_"))}
+    env.pop("SENTIBRIDGE_STACK", None)  # a bench never runs on someone's production stack
+    env.update(SENTIBRIDGE_HOME=str(home), ZENML_ANALYTICS_OPT_IN="false", HF_HUB_OFFLINE="1")
+    # Reuse the converted Gemma of `make run` and the tests (conversion takes about a minute).
+    env.setdefault("SENTIBRIDGE_MODEL_CACHE", str(REPO / ".sentibridge" / "models"))
+    cmd = [*cli_command(), "train", "--config", str(config), "--json"]
+    for pair in overrides:
+        cmd += ["--set", pair]
+    print("$ " + " ".join(cmd), flush=True)
+    print(f"  SENTIBRIDGE_HOME={home}", flush=True)
+    started = time.perf_counter()
+    last = ""
+    with subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=None, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            if line.strip():
+                last = line.strip()
+    seconds = time.perf_counter() - started
+    try:
+        payload = json.loads(last)
+    except json.JSONDecodeError:
+        payload = None
+    return proc.returncode, payload, seconds
+
+
+def fmt(value: float | None, scale: float = 100.0, digits: int = 1) -> str:
+    return "" if value is None else f"{value * scale:.{digits}f}"
+
+
+def print_table(langs, rows_per_language, ours, tfidf, tfidf_multi, published) -> None:
+    shown = [c for c in SHOWN_PUBLISHED if c in published]
+    head = ["language", "train", "test", "ours", "TF-IDF mono", "TF-IDF multi", "ours − TF-IDF", "ours / TF-IDF"]
+    print("| " + " | ".join(head + shown) + " |")
+    print("|" + "---|" * (len(head) + len(shown)))
+
+    def line(name, train_n, test_n, o, t, tm, pub):
+        diff = None if o is None or t is None else o - t
+        ratio = f"{o / t:.2f}x" if o is not None and t else ""
+        cells = [name, str(train_n), str(test_n), fmt(o), fmt(t), fmt(tm), fmt(diff), ratio]
+        cells += [fmt(p) for p in pub]
+        print("| " + " | ".join(cells) + " |")
+
+    for lang in langs:
+        n = rows_per_language[lang]
+        line(lang, n["train"], n["test"], ours.get(lang), tfidf.get(lang), tfidf_multi.get(lang),
+             [published[c].get(lang) for c in shown])
+    total = {k: sum(n[k] for n in rows_per_language.values()) for k in ("train", "test")}
+    line("mean", total["train"], total["test"], mean(ours.get(l) for l in langs), mean(tfidf.get(l) for l in langs),
+         mean(tfidf_multi.get(l) for l in langs), [mean(published[c].get(l) for l in langs) for c in shown])
+    print("macro-F1 × 100; mean = unweighted over the languages shown (published means over the same languages)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=f"fewer rows: {' '.join(QUICK_OVERRIDES)}")
+    parser.add_argument("--config", type=Path, default=Path(DEFAULT_CONFIG), help=f"default {DEFAULT_CONFIG}")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed to the CLI and to load_settings")
+    parser.add_argument("--home", type=Path, default=None,
+                        help="SENTIBRIDGE_HOME for the CLI (default: a fresh /tmp/sentibridge-bench/run-<time>; "
+                             "reusing one lets ZenML's cache and checkpoint resume skip work)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default bench/results/umsab.json (umsab_quick.json with --quick)")
+    args = parser.parse_args()
+    started = time.perf_counter()
+
+    # Paths given by the user are relative to where they ran us; data paths inside the YAML
+    # are relative to the repo root, as for the CLI, so the rest runs from there.
+    config = args.config if args.config.is_absolute() else (Path.cwd() / args.config)
+    default_out = REPO / "bench" / "results" / ("umsab_quick.json" if args.quick else "umsab.json")
+    out = Path.cwd() / args.out if args.out else default_out
+    home = args.home.resolve() if args.home else Path("/tmp/sentibridge-bench") / time.strftime("run-%Y%m%d-%H%M%S")
+    overrides = (QUICK_OVERRIDES if args.quick else []) + list(args.set)
+    os.chdir(REPO)
+
+    try:
+        settings = load_settings(config, overrides)
+    except SentibridgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    data_path = Path(settings.data.path)
+    if not data_path.exists():
+        print(f"skipped: dataset not found at {data_path.resolve()} (data.path={settings.data.path}); nothing written")
+        return 0
+
+    t0 = time.perf_counter()
+    train, test = bench_rows(settings)
+    langs = sorted(test["language"].unique())
+    rows_per_language = {
+        lang: {"train": int((train["language"] == lang).sum()), "test": int((test["language"] == lang).sum())}
+        for lang in langs
+    }
+    rows_seconds = time.perf_counter() - t0
+    print(f"rows: {len(train)} train, {len(test)} test over {len(langs)} languages ({rows_seconds:.1f} s)", flush=True)
+
+    t0 = time.perf_counter()
+    mono = tfidf_baseline(train, test, per_language=True, seed=settings.split.seed)
+    multi = tfidf_baseline(train, test, per_language=False, seed=settings.split.seed)
+    tfidf_seconds = time.perf_counter() - t0
+    print(f"TF-IDF baselines fitted ({tfidf_seconds:.1f} s): mono mean {mean(mono['f1'].values()):.3f}, "
+          f"multi mean {mean(multi['f1'].values()):.3f}", flush=True)
+
+    readme = data_path / "README.md"
+    published = parse_published(readme.read_text(encoding="utf-8")) if readme.is_file() else {}
+
+    code, payload, cli_seconds = run_cli(config, overrides, home)
+    if code != 0 or not payload or not payload.get("ok"):
+        reason = (payload or {}).get("error", "no JSON line on stdout")
+        print(f"error: sentibridge train failed (exit {code}): {reason}; nothing written", file=sys.stderr)
+        return code or 1
+
+    ours = {lang: float(v["f1"]) for lang, v in payload["per_language"].items()}
+    support = {lang: int(v["support"]) for lang, v in payload["per_language"].items()}
+    expected = {lang: n["test"] for lang, n in rows_per_language.items()}
+    train_records = payload["train"].get("train_records")
+    rows_match = support == expected and (train_records is None or train_records == len(train))
+    if not rows_match:
+        print(f"WARNING: the CLI's rows differ from the baseline's: test supports {support} vs {expected}, "
+              f"train records {train_records} vs {len(train)}", file=sys.stderr)
+
+    tfidf = mono["f1"]
+    diff = {lang: ours[lang] - tfidf[lang] for lang in langs if lang in ours}
+    ratio = {lang: (ours[lang] / tfidf[lang] if tfidf[lang] else None) for lang in langs if lang in ours}
+    means = {
+        "ours": mean(ours.get(l) for l in langs),
+        "tfidf": mean(tfidf.get(l) for l in langs),
+        "tfidf_multi": mean(multi["f1"].get(l) for l in langs),
+        "published": {col: mean(vals.get(l) for l in langs) for col, vals in published.items()},
+    }
+    print()
+    print_table(langs, rows_per_language, ours, tfidf, multi["f1"], published)
+    beats = sorted(lang for lang in langs if diff.get(lang, -1) > 0)
+    everywhere = len(beats) == len(langs)
+    goal_met = means["ours"] is not None and means["ours"] >= GOAL_MEAN_F1
+    print(f"ours beats TF-IDF (mono) in {len(beats)}/{len(langs)} languages"
+          + ("" if everywhere else f"; not in: {', '.join(l for l in langs if l not in beats)}"))
+    print(f"goal mean macro-F1 >= {GOAL_MEAN_F1 * 100:.0f}: {'met' if goal_met else 'not met'} "
+          f"(ours {fmt(means['ours'])}, TF-IDF {fmt(means['tfidf'])})")
+
+    wall = time.perf_counter() - started
+    summary = {
+        "units": "macro-F1 in 0..1 (sklearn average='macro' per language); means are unweighted over languages",
+        "ours": ours,
+        "tfidf": tfidf,
+        "tfidf_multi": multi["f1"],
+        "means": means,
+        "diff_vs_tfidf": diff,
+        "ratio_vs_tfidf": ratio,
+        "beats_tfidf_everywhere": everywhere,
+        "beats_tfidf_in": beats,
+        "goal": {"mean_f1": GOAL_MEAN_F1, "met": goal_met},
+        "published": {
+            "source": str(readme) if published else None,
+            "note": "XLM-T paper leaderboard, parsed at run time; language 'average' is the paper's own mean",
+            "columns": published,
+        },
+        "tfidf_setup": {
+            "vectorizer": "TfidfVectorizer(analyzer='char_wb', ngram_range=(2, 5), sublinear_tf=True, min_df=1)",
+            "classifier": "LogisticRegression(max_iter=2000, class_weight='balanced')",
+            "C_grid": list(C_GRID),
+            "C_selection": "5-fold stratified CV, macro-F1, on the training rows only",
+            "C_chosen_mono": mono["C"],
+            "C_chosen_multi": multi["C"]["all"],
+        },
+        "config": {
+            "file": os.path.relpath(config, REPO),
+            "overrides": overrides,
+            "settings": settings.model_dump(mode="json"),
+        },
+        "rows_per_language": rows_per_language,
+        "rows_match_cli": rows_match,
+        "train": payload["train"],
+        "cli": {
+            "seconds": cli_seconds,
+            "pipeline_seconds": payload.get("seconds"),
+            "f1_macro_avg": payload.get("f1_macro_avg"),
+            "per_language": payload["per_language"],
+            "pipeline_run_id": payload.get("pipeline_run_id"),
+            "mlflow_run_id": payload.get("mlflow_run_id"),
+            "model_version": payload.get("model_version"),
+            "home": str(home),
+        },
+        "seconds": {"rows": rows_seconds, "tfidf": tfidf_seconds, "cli": cli_seconds},
+        "wall_seconds": wall,
+        "quick": args.quick,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+    if any(isinstance(v, float) and not math.isfinite(v) for v in ours.values()):
+        print("WARNING: non-finite F1 in the CLI output", file=sys.stderr)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"\nwall time {wall / 60:.1f} min (CLI {cli_seconds / 60:.1f} min); wrote {os.path.relpath(out, REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Prediction on a row table: the serving prompt, label scoring, and a predictions table."""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from sentibridge.instructions import LABEL_WORDS, SERVING_TEMPLATE, build_records
+from sentibridge.precision import Precision
+from sentibridge.scoring import score_records
+
+
+def predict_rows(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    rows: pd.DataFrame,
+    max_length: int,
+    batch_size: int,
+    device: torch.device,
+    precision: Precision,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """``rows`` (id, text, language[, label]) -> id, language, label, pred and one score per label.
+
+    Uses the serving template, so evaluation scores exactly what a served model would answer.
+    """
+    records = build_records(rows, tokenizer, max_length, seed=0, template=SERVING_TEMPLATE)
+    result = score_records(model, tokenizer, records, batch_size, device, precision, progress=progress)
+    out = pd.DataFrame(
+        {
+            "id": rows["id"].astype(str).to_numpy(),
+            "language": rows["language"].to_numpy(),
+            "label": rows["label"].to_numpy() if "label" in rows.columns else None,
+            "pred": result.preds.astype(int),
+        }
+    )
+    for k, word in enumerate(LABEL_WORDS):
+        out[f"score_{word}"] = result.probs[:, k]
+    return out

@@ -1,0 +1,64 @@
+"""Evaluation step: per-language macro-F1 of the merged 16-bit model, i.e. the weights we register."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import torch
+from zenml import log_metadata, step
+from zenml.types import MarkdownString
+
+from sentibridge import tracking
+from sentibridge.base_model import load_causal_lm, load_tokenizer, resolve_base_model
+from sentibridge.config import Settings
+from sentibridge.evaluation import evaluate_predictions, plot_confusion_matrices, plot_f1_by_language, results_table
+from sentibridge.home import resolve_home
+from sentibridge.merge import merge_adapter
+from sentibridge.precision import base_dtype, default_device, resolve_precision
+from sentibridge.predict import predict_rows
+from sentibridge.split import subsample_per_language
+
+
+@step(experiment_tracker=True)
+def evaluate(
+    lora_adapter: Path, test_rows: pd.DataFrame, settings: Settings
+) -> tuple[
+    Annotated[dict, "metrics"],
+    Annotated[pd.DataFrame, "predictions"],
+    Annotated[MarkdownString, "evaluation_view"],
+]:
+    """Merge the adapter, score the test split, log ``f1_<lang>``, ``accuracy_<lang>`` and plots."""
+    base = resolve_base_model(settings.model, resolve_home().embedded_model)
+    device = default_device()
+    precision = resolve_precision(settings.train.precision, device)
+    rows = subsample_per_language(test_rows, settings.eval.max_rows_per_language, settings.split.seed)
+    with tempfile.TemporaryDirectory(prefix="sentibridge-eval-") as scratch:
+        merged = merge_adapter(base, lora_adapter, Path(scratch) / "merged", settings.model, dtype=torch.bfloat16)
+        tokenizer = load_tokenizer(str(merged), settings.model)
+        model = load_causal_lm(str(merged), settings.model, device, base_dtype(precision))
+        predictions = predict_rows(
+            model, tokenizer, rows, settings.model.max_length, settings.eval.batch_size, device, precision
+        )
+        report = evaluate_predictions(predictions["language"], predictions["label"], predictions["pred"])
+        plots = Path(scratch) / "plots"
+        plot_f1_by_language(report, plots)
+        plot_confusion_matrices(report, plots)
+        tracking.log_files(plots, "plots")
+    tracking.log_metrics(report.metrics)
+    table = results_table(report, fmt="markdown")
+    tracking.log_json(report.table.to_dict(orient="records"), "evaluation/per_language.json")
+    metrics = {
+        "f1_macro_avg": report.metrics["f1_macro_avg"],
+        "accuracy_overall": report.metrics["accuracy_overall"],
+        "per_language": {
+            row.language: {"f1": row.f1_macro, "accuracy": row.accuracy, "support": int(row.support)}
+            for row in report.table.itertuples(index=False)
+        },
+        "confusion": {lang: matrix.tolist() for lang, matrix in report.confusion.items()},
+        "precision": precision,
+    }
+    log_metadata(metadata=report.metrics, artifact_name="metrics", infer_artifact=True)
+    return metrics, predictions, MarkdownString("# Evaluation on the test split\n\n" + table)

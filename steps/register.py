@@ -1,0 +1,60 @@
+"""Register step: merge in 16 bits, log a servable MLflow pyfunc, register it, link the ZenML Model."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import torch
+from zenml import log_metadata, step
+
+from sentibridge import tracking
+from sentibridge.base_model import resolve_base_model
+from sentibridge.config import Settings
+from sentibridge.home import resolve_home
+from sentibridge.merge import merge_adapter
+
+
+@step(experiment_tracker=True)
+def register(
+    lora_adapter: Path, metrics: dict, train_summary: dict, data_report: dict, settings: Settings
+) -> Annotated[dict, "registration"]:
+    """A new version in the MLflow Model Registry, with per-language F1 on it and on the ZenML Model.
+
+    Merged weights live only in MLflow (16 bits); ZenML keeps the small adapter, so no run
+    stores the same weights twice.
+    """
+    base = resolve_base_model(settings.model, resolve_home().embedded_model)
+    per_language = {lang: round(v["f1"], 4) for lang, v in metrics["per_language"].items()}
+    lora = settings.lora.model_dump(mode="json")
+    tags = {
+        "data_version": data_report["data_version"],
+        "base_model": settings.model.base,
+        "lora": json.dumps(lora),
+        "f1_macro_avg": f"{metrics['f1_macro_avg']:.4f}",
+        "per_language_f1": json.dumps(per_language),
+        "mlflow_run_id": tracking.current_run_id() or "",
+    }
+    with tempfile.TemporaryDirectory(prefix="sentibridge-merge-") as scratch:
+        merged = merge_adapter(
+            base, lora_adapter, Path(scratch) / "merged", settings.model,
+            resolved_config=settings.model_dump(mode="json"), dtype=torch.bfloat16,
+        )
+        registration = tracking.log_and_register_model(merged, settings.registry.model_name, tags)
+    registration.update(mlflow_run_id=tracking.current_run_id() or "", tracking_uri=tracking.tracking_uri())
+    log_metadata(
+        metadata={
+            "mlflow_registered_model": registration["registered_model"],
+            "mlflow_model_version": registration["model_version"],
+            "data_version": data_report["data_version"],
+            "base_model": settings.model.base,
+            "lora": lora,
+            "f1_macro_avg": metrics["f1_macro_avg"],
+            "per_language_f1": per_language,
+            "train_steps": train_summary["steps"],
+        },
+        infer_model=True,
+    )
+    return registration

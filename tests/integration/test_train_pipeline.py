@@ -1,0 +1,104 @@
+"""`sentibridge train` end to end: real ZenML store, real MLflow, real Gemma-3-270M, a few steps."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import mlflow
+import pandas as pd
+import pytest
+
+from tests.conftest import SAMPLE, cli_env
+from tests.integration.test_validate_cli import last_json, run_cli
+
+pytestmark = pytest.mark.integration
+
+TINY = [
+    "--set", "data.max_rows_per_language=6",
+    "--set", "eval.max_rows_per_language=3",
+    "--set", "train.max_steps=2",
+    "--set", "train.batch_size=4",
+    "--set", "train.eval_rows=4",
+]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny real run, shared by the checks below."""
+    home = tmp_path_factory.mktemp("train") / "home"
+    proc = run_cli(home, "train", "--config", "configs/default.yaml", "--data", str(SAMPLE), *TINY, "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return home, last_json(proc), proc
+
+
+@pytest.fixture
+def mlflow_at(trained, monkeypatch):
+    home, result, _ = trained
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", result["tracking_uri"])
+    mlflow.set_tracking_uri(result["tracking_uri"])
+    return mlflow.MlflowClient()
+
+
+def test_json_contract_and_table(trained):
+    _, result, proc = trained
+    for key in ("pipeline_run_id", "mlflow_run_id", "tracking_uri", "registered_model", "model_version",
+                "per_language", "f1_macro_avg"):
+        assert key in result, key
+    assert result["registered_model"] == "sentibridge-sentiment" and result["model_version"] == "1"
+    assert result["train"]["steps"] == 2
+    languages = set(result["per_language"])
+    assert len(languages) == 9
+    for scores in result["per_language"].values():
+        assert 0.0 <= scores["f1"] <= 1.0 and scores["support"] == 3
+    assert "macro-F1" in proc.stdout  # the per-language table
+
+
+def test_mlflow_run_has_metrics_plots_params_and_provenance(trained, mlflow_at):
+    home, result, _ = trained
+    run = mlflow_at.get_run(result["mlflow_run_id"])
+    assert run.info.artifact_uri.startswith((home / "mlflow").as_uri())  # all state under the home
+    for lang in result["per_language"]:
+        assert f"f1_{lang}" in run.data.metrics and f"accuracy_{lang}" in run.data.metrics
+    assert run.data.metrics["f1_macro_avg"] == pytest.approx(result["f1_macro_avg"])
+    assert len(mlflow_at.get_metric_history(run.info.run_id, "loss")) == 2  # per-step loss
+    assert "learning_rate" in run.data.metrics and "tokens_per_s" in run.data.metrics
+    assert run.data.params["lora.r"] == "16" and run.data.params["train.max_steps"] == "2"
+    assert run.data.tags["data_version"].endswith(".dir") and run.data.tags["git_commit"]
+    assert run.data.tags["version.torch"] and run.data.tags["version.peft"]
+    artifacts = {a.path for a in mlflow_at.list_artifacts(run.info.run_id, "plots")}
+    assert {"plots/f1_by_language.png", "plots/confusion_matrices.png"} <= artifacts
+
+
+def test_registered_version_carries_scores_and_serves(trained, mlflow_at):
+    _, result, _ = trained
+    version = mlflow_at.get_model_version(result["registered_model"], result["model_version"])
+    per_language = json.loads(version.tags["per_language_f1"])
+    assert set(per_language) == set(result["per_language"])
+    assert version.tags["data_version"].endswith(".dir")
+    model = mlflow.pyfunc.load_model(f"models:/{result['registered_model']}/{result['model_version']}")
+    out = model.predict(pd.DataFrame({"text": ["Great service, thank you!", "Terrible."], "language": ["en", "en"]}))
+    assert list(out["label"]) and set(out["label"]) <= {"negative", "neutral", "positive"}
+    assert out[["score_negative", "score_neutral", "score_positive"]].sum(axis=1).round(4).eq(1.0).all()
+
+
+def test_zenml_model_version_is_linked(trained):
+    home, result, _ = trained
+    probe = (
+        "import json; from zenml.client import Client; "
+        f"v = Client().get_model_version({result['registered_model']!r}, 'latest'); "
+        "print(json.dumps({k: v.run_metadata[k] for k in ('mlflow_model_version', 'per_language_f1')}))"
+    )
+    env = {**cli_env(home), "ZENML_CONFIG_PATH": str(home / "zenml")}
+    proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    meta = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert str(meta["mlflow_model_version"]) == result["model_version"]
+    assert set(meta["per_language_f1"]) == set(result["per_language"])
+
+
+def test_mistyped_override_is_a_usage_error(tmp_path):
+    proc = run_cli(tmp_path / "home", "train", "--set", "train.max_step=1")
+    assert proc.returncode == 2
+    assert "unknown config key 'train.max_step'" in proc.stderr and "Traceback" not in proc.stderr
