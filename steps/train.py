@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -24,7 +26,7 @@ def run_key(settings: Settings, data_version: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-@step(experiment_tracker=True)
+@step(experiment_tracker=True, enable_cache=False)
 def train(
     train_records: InstructionRecords,
     val_records: InstructionRecords,
@@ -65,4 +67,9 @@ def train(
     }
     tracking.log_metrics({k: summary[k] for k in ("train_loss", "tokens_per_s", "train_seconds") if summary[k] is not None})
     log_metadata(metadata={k: v for k, v in summary.items() if v is not None}, artifact_name="lora_adapter", infer_artifact=True)
-    return result.adapter_dir, summary
+    # Checkpoints exist to resume an interrupted run; a finished run's adapter lives on as the
+    # artifact, and leaving checkpoints behind would make the next identical run "resume" at its end.
+    adapter = Path(tempfile.mkdtemp(prefix="sentibridge-adapter-")) / "adapter"
+    shutil.copytree(result.adapter_dir, adapter)
+    shutil.rmtree(output_dir, ignore_errors=True)
+    return adapter, summary
