@@ -129,23 +129,6 @@ def _batch_label_logprobs(
     return out
 
 
-def _plan_batches(keys: Sequence[str], lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Full batches within a group (they share the whole instruction prefix); the groups'
-    remainders are pooled into mixed batches rather than run half-empty. Length-sorted."""
-    groups: dict[str, list[int]] = {}
-    for k in sorted(range(len(keys)), key=lambda k: (keys[k], lengths[k])):
-        groups.setdefault(keys[k], []).append(k)
-    batches: list[list[int]] = []
-    leftover: list[int] = []
-    for members in groups.values():
-        full = len(members) - len(members) % batch_size
-        batches += [members[i : i + batch_size] for i in range(0, full, batch_size)]
-        leftover += members[full:]
-    leftover.sort(key=lambda k: (keys[k], lengths[k]))
-    batches += [leftover[i : i + batch_size] for i in range(0, len(leftover), batch_size)]
-    return batches
-
-
 @torch.inference_mode()
 def score_prompts(
     model: torch.nn.Module,
@@ -174,7 +157,13 @@ def score_prompts(
     # Batches stay within a group and are sorted by length, so they share a prefix and pad
     # little; results go back to input order.
     keys = list(group_keys) if group_keys is not None else [""] * len(encoded)
-    batches = _plan_batches(keys, [len(e) for e in encoded], batch_size)
+    order = sorted(range(len(encoded)), key=lambda k: (keys[k], len(encoded[k])))
+    batches: list[list[int]] = []
+    for k in order:
+        if batches and len(batches[-1]) < batch_size and keys[batches[-1][0]] == keys[k]:
+            batches[-1].append(k)
+        else:
+            batches.append([k])
     logprobs = torch.zeros((len(encoded), len(labels)), dtype=torch.float32)
     bar = tqdm(total=len(encoded), desc="score", disable=not progress, dynamic_ncols=True)
     for index in batches:

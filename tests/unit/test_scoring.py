@@ -81,17 +81,3 @@ def test_shared_prefix_cache_matches_plain_forward(gemma_tokenizer, tiny_gemma, 
     monkeypatch.setattr(scoring, "MIN_SHARED_PREFIX", 10_000)
     plain = score_records(model, gemma_tokenizer, records, batch_size=4, device="cpu", progress=False)
     np.testing.assert_allclose(with_prefix.label_logprobs, plain.label_logprobs, rtol=1e-4, atol=1e-4)
-
-
-def test_batch_plan_keeps_full_batches_in_one_group_and_pools_remainders():
-    from sentibridge.scoring import _plan_batches
-
-    keys = ["ar"] * 20 + ["en"] * 7 + ["fr"] * 9
-    lengths = [(k * 7) % 13 for k in range(len(keys))]
-    batches = _plan_batches(keys, lengths, batch_size=8)
-    flat = [k for batch in batches for k in batch]
-    assert sorted(flat) == list(range(len(keys)))  # every prompt exactly once
-    assert all(len(b) <= 8 for b in batches)
-    full = [b for b in batches if len(b) == 8 and len({keys[k] for k in b}) == 1]
-    assert len(full) == 3  # ar x2, fr x1
-    assert len(batches) == 5  # 36 prompts: 3 full group batches + 12 pooled remainders in 2
