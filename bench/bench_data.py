@@ -6,6 +6,7 @@ few short multilingual rows are synthesised so the benchmarks run on a bare chec
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -55,3 +56,10 @@ def load_rows(n_rows: int, seed: int = 0, root: Path = Path(".")) -> pd.DataFram
 def real_model_path() -> str:
     """The converted embedded Gemma-3-270M in the project home's model cache (converted on first use)."""
     return resolve_base_model(ModelConfig(), resolve_home().embedded_model)
+
+
+def write_result(path: Path, summary: dict) -> None:
+    """Write a benchmark's JSON result (UTF-8, indented) and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {path}")

@@ -17,7 +17,6 @@ scoring pass in fp32 shows whether bf16 changes F1.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import tempfile
@@ -30,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
 
-from bench_data import load_rows, real_model_path  # noqa: E402
+from bench_data import load_rows, real_model_path, write_result  # noqa: E402
 from sentibridge.base_model import load_causal_lm, load_tokenizer  # noqa: E402
 from sentibridge.config import LoraConfig, ModelConfig, TrainConfig  # noqa: E402
 from sentibridge.instructions import LABEL_WORDS, SERVING_TEMPLATE, build_records, format_prompt  # noqa: E402
@@ -155,9 +154,7 @@ def main() -> None:
     print(f"speedup vs batched generate: {summary['speedup']:.2f}x; vs one by one: {summary['speedup_vs_single']:.2f}x")
     if fp32_check:
         print(f"bf16 check: {fp32_check}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    print(f"wrote {args.out}")
+    write_result(args.out, summary)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ per-step time summed over all steps but the first (warm-up), same for every vari
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
 
-from bench_data import load_rows, real_model_path  # noqa: E402
+from bench_data import load_rows, real_model_path, write_result  # noqa: E402
 from sentibridge.base_model import load_causal_lm, load_tokenizer  # noqa: E402
 from sentibridge.config import LoraConfig, ModelConfig, TrainConfig  # noqa: E402
 from sentibridge.instructions import build_records  # noqa: E402
@@ -174,14 +173,12 @@ def main() -> None:
         "runs": results,
     }
     print()
-    print(f"| variant | precision | tokens/s | speedup vs baseline |")
-    print(f"|---|---|---|---|")
+    print("| variant | precision | tokens/s | speedup vs baseline |")
+    print("|---|---|---|---|")
     for name in ("baseline", "ours_fp32", "ours"):
         run = results[name]
         print(f"| {name} | {run['precision']} | {run['tokens_per_s']:.1f} | {run['tokens_per_s'] / base:.2f}x |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    print(f"\nwrote {args.out}")
+    write_result(args.out, summary)
 
 
 if __name__ == "__main__":

@@ -28,17 +28,6 @@ def _emit_json(payload: dict) -> None:
     print(json.dumps(payload, ensure_ascii=False, default=str), flush=True)
 
 
-def _find_user_error(exc: BaseException) -> SentibridgeError | None:
-    """ZenML may wrap a step's exception; look down the chain for ours."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, SentibridgeError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
 def run_pipeline(settings: Settings, data_only: bool):
     """Activate the home and stack, run the pipeline, return the ZenML run."""
     from sentibridge.dataversion import data_version
@@ -185,14 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - only our own errors are shown as one line
-        user_error = _find_user_error(exc)
-        if user_error is None:
-            raise
-        print(f"error: {user_error}", file=sys.stderr)
+    except SentibridgeError as exc:  # a failed step's own error is re-raised by run_pipeline
+        print(f"error: {exc}", file=sys.stderr)
         if getattr(args, "json", False):
-            _emit_json({"ok": False, "error": str(user_error)})
-        return user_error.exit_code
+            _emit_json({"ok": False, "error": str(exc)})
+        return exc.exit_code
 
 
 if __name__ == "__main__":
