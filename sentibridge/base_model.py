@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from sentibridge.config import EMBEDDED_BASE_MODEL, ModelConfig
+from sentibridge.errors import SentibridgeError
 
 #: Written last into a converted folder; its presence means the conversion finished.
 _MARKER = "sentibridge_conversion.json"
@@ -51,8 +53,25 @@ def is_converted(folder: Path) -> bool:
     return (folder / _MARKER).is_file()
 
 
+def check_embedded_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
+    """Fail when the GGUF tokenizer came out character-level.
+
+    transformers 5.17 (seen on a GPU image) converts this GGUF's tokenizer one character per
+    token: training and scoring still run, but on garbage, and F1 falls to chance. A label word
+    must be one token, as it is with the real Gemma 3 vocabulary.
+    """
+    import transformers
+
+    if len(tokenizer("positive", add_special_tokens=False)["input_ids"]) != 1:
+        raise SentibridgeError(
+            f"transformers {transformers.__version__} converted the embedded Gemma tokenizer character by "
+            "character; install transformers>=5.20 (pyproject's floor) and delete the model cache folder"
+        )
+
+
 def _embedded_tokenizer(gguf_path: Path) -> PreTrainedTokenizerBase:
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    check_embedded_tokenizer(tokenizer)
     if tokenizer.chat_template is None:
         tokenizer.chat_template = GEMMA3_CHAT_TEMPLATE
     return tokenizer
@@ -180,10 +199,19 @@ def decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.
     return lm.get_decoder(), lm.get_output_embeddings()
 
 
-def head_logits(model: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-    """Apply the lm_head (and final logit soft-capping, if the architecture has one) in fp32."""
+def head_logits(model: torch.nn.Module, hidden: torch.Tensor, token_ids: Sequence[int] | None = None) -> torch.Tensor:
+    """Apply the lm_head (and final logit soft-capping, if the architecture has one) in fp32.
+
+    With ``token_ids``, only those vocabulary rows are computed: (..., len(token_ids)).
+    """
     lm = unwrap_causal_lm(model)
-    logits = lm.get_output_embeddings()(hidden).float()
+    head = lm.get_output_embeddings()
+    if token_ids is None:
+        logits = head(hidden).float()
+    else:
+        index = torch.tensor(list(token_ids), device=head.weight.device)
+        bias = head.bias[index] if getattr(head, "bias", None) is not None else None
+        logits = torch.nn.functional.linear(hidden, head.weight[index].to(hidden.dtype), None if bias is None else bias.to(hidden.dtype)).float()
     cap = getattr(lm.config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap
