@@ -5,6 +5,7 @@ from __future__ import annotations
 from zenml import pipeline
 
 from sentibridge.config import Settings
+from steps.augment import augment
 from steps.evaluate import evaluate
 from steps.ingest import ingest
 from steps.instructions import instructions
@@ -15,7 +16,7 @@ from steps.train import train
 
 @pipeline(enable_cache=True)
 def sentibridge_pipeline(settings: Settings, data_version: dict[str, str], data_only: bool = False) -> None:
-    """Ingest -> split [-> instructions -> train -> evaluate -> register].
+    """Ingest -> split [-> augment -> instructions -> train -> evaluate -> register].
 
     Evaluation runs before registration on the same merged 16-bit weights, so a registered
     version always carries its per-language scores and a failed evaluation registers nothing.
@@ -23,7 +24,7 @@ def sentibridge_pipeline(settings: Settings, data_version: dict[str, str], data_
     valid_rows, quarantine, ingest_report = ingest(
         data_path=settings.data.path, data=settings.data, version=data_version
     )
-    train_rows, val_rows, test_rows, _leaks, data_report, _view = split(
+    train_rows, val_rows, test_rows, _leaks, holdout, data_report, _view = split(
         valid_rows=valid_rows,
         quarantine=quarantine,
         ingest_report=ingest_report,
@@ -32,8 +33,11 @@ def sentibridge_pipeline(settings: Settings, data_version: dict[str, str], data_
     )
     if data_only:
         return
+    augmented_rows, _index, _augment_report, _augment_view = augment(
+        train_rows=train_rows, holdout_keys=holdout, settings=settings
+    )
     train_records, val_records, _export = instructions(
-        train_rows=train_rows, val_rows=val_rows, model=settings.model, seed=settings.split.seed
+        train_rows=augmented_rows, val_rows=val_rows, model=settings.model, seed=settings.split.seed
     )
     lora_adapter, train_summary = train(
         train_records=train_records, val_records=val_records, settings=settings, data_report=data_report

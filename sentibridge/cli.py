@@ -118,7 +118,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     metrics = _step_output(run, "evaluate", "metrics")
     registration = _step_output(run, "register", "registration")
     summary = _step_output(run, "train", "train_summary")
+    augmentation = _step_output(run, "augment", "augmentation_report")
     seconds = time.perf_counter() - started
+    added = {lang["language"]: lang["retrieved"] + lang["self_labelled"] for lang in augmentation["languages"]}
+    if any(added.values()):
+        print("augmented: " + ", ".join(f"{lang} +{n}" for lang, n in added.items() if n))
     rows = [[lang, v["support"], v["accuracy"], v["f1"]] for lang, v in metrics["per_language"].items()]
     rows.append(["mean", sum(r[1] for r in rows), "", metrics["f1_macro_avg"]])
     print(text_table(["language", "support", "accuracy", "macro-F1"], rows))
@@ -139,6 +143,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "per_language": metrics["per_language"],
                 "f1_macro_avg": metrics["f1_macro_avg"],
                 "train": summary,
+                "augmentation": augmentation,
                 "seconds": round(seconds, 1),
             }
         )

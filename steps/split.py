@@ -8,6 +8,7 @@ import pandas as pd
 from zenml import log_metadata, step
 from zenml.types import MarkdownString
 
+from sentibridge.augmentation import holdout_keys
 from sentibridge.config import DataConfig, SplitConfig
 from sentibridge.report import data_report_markdown
 from sentibridge.split import split_rows
@@ -26,6 +27,7 @@ def split(
     Annotated[pd.DataFrame, "val_rows"],
     Annotated[pd.DataFrame, "test_rows"],
     Annotated[pd.DataFrame, "leaks"],
+    Annotated[list[str], "holdout_keys"],
     Annotated[dict, "data_report"],
     Annotated[MarkdownString, "data_report_view"],
 ]:
@@ -43,6 +45,7 @@ def split(
         result.val,
         result.test,
         result.leaks,
+        holdout_keys(result.val, result.test),
         report,
         MarkdownString(data_report_markdown(report, quarantine)),
     )

@@ -24,11 +24,22 @@ TINY = [
 ]
 
 
+#: Languages given only 2 train rows in the test's copy of the sample, so augmentation has work.
+SHRUNK = ("ar", "hi")
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One tiny real run, shared by the checks below."""
     home = tmp_path_factory.mktemp("train") / "home"
-    proc = run_cli(home, "train", "--config", "configs/default.yaml", "--data", str(SAMPLE), *TINY, "--json")
+    rows = pd.read_json(SAMPLE / "reviews.jsonl", lines=True)
+    shrunk = rows[rows["language"].isin(SHRUNK)].groupby("language").head(12).copy()
+    shrunk["split"] = (["train"] * 2 + ["val"] * 2 + ["test"] * 8) * len(SHRUNK)
+    rows = pd.concat([rows[~rows["language"].isin(SHRUNK)], shrunk])
+    data = home.parent / "imbalanced"
+    data.mkdir()
+    rows.to_json(data / "reviews.jsonl", orient="records", lines=True, force_ascii=False)
+    proc = run_cli(home, "train", "--config", "configs/default.yaml", "--data", str(data), *TINY, "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return home, last_json(proc), proc
 
@@ -69,6 +80,21 @@ def test_mlflow_run_has_metrics_plots_params_and_provenance(trained, mlflow_at):
     assert run.data.tags["version.torch"] and run.data.tags["version.peft"]
     artifacts = {a.path for a in mlflow_at.list_artifacts(run.info.run_id, "plots")}
     assert {"plots/f1_by_language.png", "plots/confusion_matrices.png"} <= artifacts
+
+
+def test_augmentation_fills_the_shrunk_languages_and_reaches_mlflow(trained, mlflow_at):
+    _, result, proc = trained
+    report = {row["language"]: row for row in result["augmentation"]["languages"]}
+    for lang in SHRUNK:
+        # 6 rows elsewhere (median 6): deficit 4, capped at 2 x 2 own rows.
+        assert report[lang]["original"] == 2 and report[lang]["retrieved"] == 4, report[lang]
+        assert report[lang]["level"] != "high"
+    assert all(row["retrieved"] == 0 for lang, row in report.items() if lang not in SHRUNK)
+    assert result["augmentation"]["augment_retrieved_rows"] == 8
+    assert "augmented: ar +4, hi +4" in proc.stdout
+    run = mlflow_at.get_run(result["mlflow_run_id"])
+    assert run.data.metrics["augment_retrieved_rows"] == 8
+    assert "augmentation/report.json" in {a.path for a in mlflow_at.list_artifacts(run.info.run_id, "augmentation")}
 
 
 def test_registered_version_carries_scores_and_serves(trained, mlflow_at):

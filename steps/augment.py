@@ -1,0 +1,74 @@
+"""Augmentation step: retrieval neighbours (and optionally self-labelled pool rows) for
+low-resource languages; the FAISS index and the per-language report are its artifacts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+from zenml import log_metadata, step
+from zenml.types import MarkdownString
+
+from materializers.vector_index import VectorIndexMaterializer
+from sentibridge import tracking
+from sentibridge.augmentation import augment_train, report_markdown
+from sentibridge.config import Settings
+from sentibridge.embedding import embed_texts, load_embedder
+from sentibridge.home import resolve_home
+from sentibridge.ingest import read_unlabelled
+from sentibridge.retrieval import VectorIndex
+
+
+def _labeler(settings: Settings):
+    """Pool rows -> (N, 3) label probabilities from the configured model (loaded on first use)."""
+    from sentibridge.base_model import load_causal_lm, load_tokenizer, resolve_base_model
+    from sentibridge.precision import base_dtype, default_device, resolve_precision
+    from sentibridge.predict import predict_rows
+
+    def label(pool: pd.DataFrame) -> np.ndarray:
+        name = settings.augment.self_alignment.labeler
+        path = resolve_base_model(settings.model, resolve_home().embedded_model) if name == "base" else name
+        device = default_device()
+        precision = resolve_precision(settings.train.precision, device)
+        tokenizer = load_tokenizer(path, settings.model)
+        model = load_causal_lm(path, settings.model, device, base_dtype(precision))
+        scored = predict_rows(model, tokenizer, pool, settings.model.max_length, settings.eval.batch_size, device, precision)
+        return scored[["score_negative", "score_neutral", "score_positive"]].to_numpy()
+
+    return label
+
+
+@step(experiment_tracker=True, enable_cache=False, output_materializers={"retrieval_index": VectorIndexMaterializer})
+def augment(
+    train_rows: pd.DataFrame, holdout_keys: list[str], settings: Settings
+) -> tuple[
+    Annotated[pd.DataFrame, "augmented_train_rows"],
+    Annotated[VectorIndex, "retrieval_index"],
+    Annotated[dict, "augmentation_report"],
+    Annotated[MarkdownString, "augmentation_view"],
+]:
+    """Augment the train split only; val and test reach this step as hashes (``holdout_keys``)."""
+    cfg = settings.augment
+    model = None
+
+    def embed(texts: list[str]) -> np.ndarray:
+        nonlocal model
+        model = model or load_embedder(cfg.embedder)
+        return embed_texts(
+            texts, cfg.embedder, resolve_home().root / "embeddings", cfg.embed_batch_size,
+            model=model, precision=settings.train.precision,
+        )
+
+    pool = read_unlabelled(cfg.self_alignment.pool_path) if cfg.enabled and cfg.self_alignment.enabled else None
+    result = augment_train(
+        train_rows, embed, cfg, holdout_keys, pool, _labeler(settings) if pool is not None else None, settings.split.seed
+    )
+    report = result.report
+    tracking.log_table(report, "augmentation/report.json")
+    totals = {f"augment_{origin}_rows": int(result.rows["origin"].eq(origin).sum()) for origin in ("original", "retrieved", "self_labelled")}
+    tracking.log_metrics(totals)
+    log_metadata(metadata=totals, artifact_name="augmented_train_rows", infer_artifact=True)
+    view = MarkdownString("# Augmentation\n\n" + report_markdown(report))
+    records = report.astype(object).where(report.notna(), None).to_dict(orient="records")
+    return result.rows, result.index, {"languages": records, **totals}, view
