@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import BaseModel
 
 from sentibridge.config import (
     EMBEDDED_BASE_MODEL,
@@ -251,12 +252,17 @@ def test_config_error_has_its_own_exit_code():
 def test_flat_dict_has_one_dotted_key_per_field():
     s = load_settings(None, ["train.max_steps=5", "lora.target_modules=[q_proj]"])
     flat = settings_to_flat_dict(s)
-    expected_keys = {
-        f"{section}.{name}"
-        for section, model in Settings.model_fields.items()
-        for name in model.annotation.model_fields
-    }
-    assert set(flat) == expected_keys
+
+    def leaves(model, prefix=""):
+        for name, field in model.model_fields.items():
+            sub = field.annotation
+            if isinstance(sub, type) and issubclass(sub, BaseModel):
+                yield from leaves(sub, f"{prefix}{name}.")
+            else:
+                yield f"{prefix}{name}"
+
+    assert set(flat) == set(leaves(Settings))
+    assert flat["augment.self_alignment.knn_k"] == 10  # nested sections flatten all the way
     assert flat["train.max_steps"] == 5
     assert flat["data.path"] == "data/sample"
     assert flat["model.revision"] is None
