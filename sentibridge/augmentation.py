@@ -33,7 +33,6 @@ from sentibridge.retrieval import VectorIndex, build_index
 from sentibridge.split import normalise_text
 
 ORIGINS = ("original", "retrieved", "self_labelled")
-LEVELS = ("low", "medium", "high")
 
 #: Texts in, (N, dim) unit vectors out.
 Embed = Callable[[list[str]], np.ndarray]
@@ -41,14 +40,13 @@ Embed = Callable[[list[str]], np.ndarray]
 Labeler = Callable[[pd.DataFrame], np.ndarray]
 
 
-def holdout_keys(*frames: pd.DataFrame) -> list[str]:
-    """sha256 of each normalised text of ``frames`` (val, test): what augmentation may know of them."""
-    texts = pd.concat([f["text"] for f in frames], ignore_index=True) if frames else pd.Series([], dtype=str)
-    return sorted({hashlib.sha256(normalise_text(t).encode()).hexdigest() for t in texts})
-
-
 def _keys(texts: Iterable[str]) -> list[str]:
     return [hashlib.sha256(normalise_text(t).encode()).hexdigest() for t in texts]
+
+
+def holdout_keys(*frames: pd.DataFrame) -> list[str]:
+    """sha256 of each normalised text of ``frames`` (val, test): what augmentation may know of them."""
+    return sorted({key for frame in frames for key in _keys(frame["text"])})
 
 
 def resource_levels(counts: Mapping[str, int], cfg: AugmentConfig) -> dict[str, str]:
@@ -132,13 +130,9 @@ class AugmentResult:
     report: pd.DataFrame
 
 
-def _with_provenance(frame: pd.DataFrame, origin: str) -> pd.DataFrame:
-    out = frame.copy()
-    out["origin"] = origin
-    for column, default in (("anchor_id", None), ("similarity", np.nan), ("augmented_for", None)):
-        if column not in out:
-            out[column] = default
-    return out
+def _as_original(train: pd.DataFrame) -> pd.DataFrame:
+    """The train rows with the provenance columns that added rows carry."""
+    return train.assign(origin="original", anchor_id=None, similarity=np.nan, augmented_for=None)
 
 
 def augment_train(
@@ -149,7 +143,6 @@ def augment_train(
     pool: pd.DataFrame | None = None,
     labeler: Labeler | None = None,
     seed: int = 0,
-    index_metadata: Mapping[str, object] | None = None,
 ) -> AugmentResult:
     """Augment ``train`` (rows with id, text, label, language) for its low-resource languages.
 
@@ -165,15 +158,12 @@ def augment_train(
     vectors = embed(train["text"].tolist()) if embedded else np.zeros((0, 1), np.float32)
     index = build_index(
         vectors, train["id"].astype(str).tolist() if embedded else [], cfg.exact_index_max_rows, cfg.approximate_index, seed,
-        metadata={"embedder": cfg.embedder, **(index_metadata or {})},
+        metadata={"embedder": cfg.embedder},
     )
     added = [_retrieve(train, vectors, levels, budget, cfg, seed)] if cfg.enabled else []
     if cfg.enabled and cfg.self_alignment.enabled and pool is not None and labeler is not None:
         added.append(_self_label(train, index, levels, counts, pool, embed, labeler, cfg.self_alignment, holdout, seed))
-    extra = pd.concat(added, ignore_index=True) if added else train.iloc[0:0]
-    rows = pd.concat([_with_provenance(train, "original"), _with_provenance(extra, "retrieved")], ignore_index=True)
-    if len(extra):
-        rows.loc[len(train):, "origin"] = extra["origin"].to_numpy()
+    rows = pd.concat([_as_original(train), *added], ignore_index=True)
     return AugmentResult(rows=rows, index=index, report=augmentation_report(rows, levels, budget))
 
 

@@ -12,7 +12,7 @@ from zenml.types import MarkdownString
 
 from materializers.vector_index import VectorIndexMaterializer
 from sentibridge import tracking
-from sentibridge.augmentation import augment_train, report_markdown
+from sentibridge.augmentation import ORIGINS, augment_train, report_markdown
 from sentibridge.config import Settings
 from sentibridge.embedding import embed_texts, load_embedder
 from sentibridge.home import resolve_home
@@ -66,7 +66,7 @@ def augment(
     )
     report = result.report
     tracking.log_table(report, "augmentation/report.json")
-    totals = {f"augment_{origin}_rows": int(result.rows["origin"].eq(origin).sum()) for origin in ("original", "retrieved", "self_labelled")}
+    totals = {f"augment_{origin}_rows": int(result.rows["origin"].eq(origin).sum()) for origin in ORIGINS}
     tracking.log_metrics(totals)
     log_metadata(metadata=totals, artifact_name="augmented_train_rows", infer_artifact=True)
     view = MarkdownString("# Augmentation\n\n" + report_markdown(report))
