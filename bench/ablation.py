@@ -7,7 +7,8 @@ are trained and evaluated through the real CLI, in one home, on the same rows:
 
 * (a) no augmentation (``augment.enabled=false``);
 * (b) retrieval augmentation (the default config);
-* (c) (b) plus self-alignment, with the model of (a) as the current model that labels the pool.
+* (c) (b) plus self-alignment, with the model of (a) as the current model that labels the pool;
+* optionally (d) (b) plus two retrieval demonstrations per prompt (``--variants``).
 
 Per variant: per-language macro-F1, the mean F1 of the low- and the high-resource languages,
 and their gap. ``gap_closed`` is the best variant's fraction of (a)'s gap that it closes;
@@ -18,6 +19,7 @@ It first times embedding and indexing the full UMSAB train split (cold cache, th
     python bench/ablation.py --quick   # 80 rows per language, about 15 minutes on 2 cores
     python bench/ablation.py           # about 40 minutes on 2 cores
     python bench/ablation.py --embedder embedded:multilingual-e5-small
+    python bench/ablation.py --skip-speed --variants d_retrieval_demos --reuse-a-home <home of a run>
 
 Writes ``bench/results/ablation.json`` (``ablation_quick.json``); the simulated dataset and the
 homes live in a temporary folder, never in the repository. Exits 0 without writing anything
@@ -38,7 +40,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench_data import write_result  # noqa: E402
@@ -54,6 +55,7 @@ LOW = ("hi", "ar")
 LOW_FRACTION = 0.05
 CONFIG = REPO / "configs" / "umsab_cpu.yaml"
 VARIANTS = ("a_none", "b_retrieval", "c_retrieval_self")
+OPTIONAL_VARIANTS = ("d_retrieval_demos",)
 GOAL_GAP_CLOSED = 0.30
 GOAL_MAX_HIGH_DROP = 0.01
 
@@ -141,13 +143,24 @@ def main() -> int:
         "--reuse-a-home", type=Path, default=None,
         help="take variant (a) (it uses no embedder) from an earlier ablation run's home instead of retraining it",
     )
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS[1:]),
+        help=f"comma-separated variants besides a_none, from {', '.join(VARIANTS[1:] + OPTIONAL_VARIANTS)}",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = sorted(set(chosen) - set(VARIANTS[1:] + OPTIONAL_VARIANTS))
+    if unknown or not chosen:
+        parser.error(f"unknown variants {unknown}; choose from {VARIANTS[1:] + OPTIONAL_VARIANTS}")
+    variants = (VARIANTS[0], *chosen)
     if not UMSAB.is_dir():
         print(f"UMSAB not found at {UMSAB}: nothing to measure")
         return 0
     settings = load_settings(CONFIG, [f"augment.embedder={args.embedder}"] if args.embedder else [])
     suffix = ("_" + args.embedder.split(":")[-1].split("/")[-1]) if args.embedder else ""
+    if tuple(chosen) != VARIANTS[1:]:
+        suffix += "_" + "-".join(chosen)
     out = args.out or REPO / "bench" / "results" / f"ablation{suffix}{'_quick' if args.quick else ''}.json"
     high_rows = 80 if args.quick else settings.data.max_rows_per_language
     eval_rows = 80 if args.quick else 300
@@ -185,6 +198,8 @@ def main() -> int:
             "augment.self_alignment.enabled=true",
             f"augment.self_alignment.pool_path={work / 'pool.jsonl'}",
         ],
+        # Two examples of about 40 tokens each need room next to the prompt.
+        "d_retrieval_demos": ["demonstrations.k=2", "model.max_length=384"],
     }
     home = work / "home"
     results, f1 = {}, {}
@@ -193,7 +208,7 @@ def main() -> int:
         results["a_none"] = reused = _registered_result(args.reuse_a_home, version="1")
         f1["a_none"] = {lang: v["f1"] for lang, v in reused["per_language"].items()}
         print(f"variant a_none reused from {args.reuse_a_home} (registered version 1)")
-    for name in VARIANTS:
+    for name in variants:
         if name in results:
             continue
         extra = list(overrides[name])
@@ -208,17 +223,17 @@ def main() -> int:
 
     summary = ablation_summary(f1)
     langs = sorted(f1[VARIANTS[0]])
-    print("\n| language | " + " | ".join(VARIANTS) + " | added (b) | added (c) |")
-    print("|---|" + "---:|" * (len(VARIANTS) + 2))
+    print("\n| language | " + " | ".join(variants) + " | " + " | ".join(f"added ({v[0]})" for v in chosen) + " |")
+    print("|---|" + "---:|" * (len(variants) + len(chosen)))
     for lang in langs:
         added = [
             {r["language"]: r["retrieved"] + r["self_labelled"] for r in results[v]["augmentation"]["languages"]}.get(lang, 0)
-            for v in VARIANTS[1:]
+            for v in chosen
         ]
         tag = " (low)" if lang in LOW else ""
-        print(f"| {lang}{tag} | " + " | ".join(f"{100 * f1[v][lang]:.1f}" for v in VARIANTS) + f" | {added[0]} | {added[1]} |")
+        print(f"| {lang}{tag} | " + " | ".join(f"{100 * f1[v][lang]:.1f}" for v in variants) + " | " + " | ".join(map(str, added)) + " |")
     for key in ("low_mean", "high_mean", "gap"):
-        print(f"| {key} | " + " | ".join(f"{100 * summary['gaps'][v][key]:.1f}" for v in VARIANTS) + " | | |")
+        print(f"| {key} | " + " | ".join(f"{100 * summary['gaps'][v][key]:.1f}" for v in variants) + " |" + " |" * len(chosen))
     print(
         f"gap closed: {summary['gap_closed']:.1%} by {summary['best_variant']} (goal 30%); "
         f"high-resource drop: {100 * summary['high_resource_drop']:.1f} points (goal <= 1)"
@@ -228,15 +243,15 @@ def main() -> int:
         {
             **summary,
             "per_language": f1,
-            "augmentation": {v: results[v]["augmentation"] for v in VARIANTS[1:]},
-            "train": {v: results[v].get("train") for v in VARIANTS},
+            "augmentation": {v: results[v]["augmentation"] for v in chosen},
+            "train": {v: results[v].get("train") for v in variants},
             "train_rows_per_language": train_counts,
             "pool_rows_per_language": pool.groupby("language").size().to_dict(),
             "eval_rows_per_language": eval_rows,
             "embedding_speed": speed,
             "embedder": settings.augment.embedder,
             "a_none_reused_from": str(args.reuse_a_home) if reused else None,
-            "registry": {v: {k: results[v].get(k) for k in ("tracking_uri", "registered_model", "model_version")} for v in VARIANTS},
+            "registry": {v: {k: results[v].get(k) for k in ("tracking_uri", "registered_model", "model_version")} for v in variants},
             "low_resource": list(LOW),
             "low_fraction": LOW_FRACTION,
             "quick": args.quick,

@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 from sentibridge.config import Settings, load_settings
-from sentibridge.errors import DataError, SentibridgeError
+from sentibridge.errors import ConfigError, DataError, SentibridgeError
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -28,8 +28,8 @@ def _emit_json(payload: dict) -> None:
     print(json.dumps(payload, ensure_ascii=False, default=str), flush=True)
 
 
-def run_pipeline(settings: Settings, data_only: bool):
-    """Activate the home and stack, run the pipeline, return the ZenML run."""
+def run_pipeline(settings: Settings, data_only: bool, schedule=None):
+    """Activate the home and stack, run the pipeline, return the ZenML run (None when scheduled)."""
     from sentibridge.dataversion import data_version
     from sentibridge.home import activate, ensure_experiment, ensure_stack, quiet
 
@@ -49,12 +49,16 @@ def run_pipeline(settings: Settings, data_only: bool):
         ensure_experiment(home, settings.registry.experiment)
         options["model"] = Model(name=settings.registry.model_name, description="sentibridge sentiment model")
         options["settings"] = {"experiment_tracker": {"experiment_name": settings.registry.experiment}}
+    if schedule is not None:
+        options["schedule"] = schedule
     try:
         with quiet():
             sentibridge_pipeline.with_options(**options)(settings=settings, data_version=version, data_only=data_only)
     except RuntimeError:
         _raise_step_error(run_name)
         raise
+    if schedule is not None:
+        return None
     from zenml.client import Client
 
     return Client().get_pipeline_run(run_name)
@@ -109,16 +113,18 @@ def _export_prepared(run, report: dict, folder: Path) -> None:
     (folder / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _train(settings: Settings) -> dict:
+    """Run the whole pipeline, print its tables and the gate decision; return the JSON fields."""
+    from sentibridge.gate import Decision
     from sentibridge.report import text_table
 
-    settings = _settings(args)
     started = time.perf_counter()
     run = run_pipeline(settings, data_only=False)
     metrics = _step_output(run, "evaluate", "metrics")
     registration = _step_output(run, "register", "registration")
     summary = _step_output(run, "train", "train_summary")
     augmentation = _step_output(run, "augment", "augmentation_report")
+    decision = _step_output(run, "gate", "decision")
     seconds = time.perf_counter() - started
     added = {lang["language"]: lang["retrieved"] + lang["self_labelled"] for lang in augmentation["languages"]}
     if any(added.values()):
@@ -130,23 +136,206 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"trained {summary['steps']} steps ({summary['precision']}, {summary['tokens_per_s']:.0f} tokens/s); "
         f"registered {registration['registered_model']} version {registration['model_version']}"
     )
+    print(Decision.from_dict(decision).text())
     print(f"pipeline run: {run.name}  mlflow run: {registration['mlflow_run_id']}  ({seconds:.0f} s)")
+    return {
+        "ok": True,
+        "pipeline_run_id": str(run.id),
+        "mlflow_run_id": registration["mlflow_run_id"],
+        "tracking_uri": registration["tracking_uri"],
+        "registered_model": registration["registered_model"],
+        "model_version": registration["model_version"],
+        "per_language": metrics["per_language"],
+        "f1_macro_avg": metrics["f1_macro_avg"],
+        "promoted": decision["promote"],
+        "decision": decision,
+        "train": summary,
+        "augmentation": augmentation,
+        "seconds": round(seconds, 1),
+    }
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    payload = _train(_settings(args))
     if args.json:
-        _emit_json(
-            {
-                "ok": True,
-                "pipeline_run_id": str(run.id),
-                "mlflow_run_id": registration["mlflow_run_id"],
-                "tracking_uri": registration["tracking_uri"],
-                "registered_model": registration["registered_model"],
-                "model_version": registration["model_version"],
-                "per_language": metrics["per_language"],
-                "f1_macro_avg": metrics["f1_macro_avg"],
-                "train": summary,
-                "augmentation": augmentation,
-                "seconds": round(seconds, 1),
-            }
+        _emit_json(payload)
+    return 0
+
+
+def _registry(settings: Settings):
+    """(MLflow client, model name, lock folder) of the active home."""
+    from sentibridge import registry
+    from sentibridge.home import activate
+
+    home = activate()
+    return registry.client(home.tracking_uri), settings.registry.model_name, home.root / "locks"
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from sentibridge import registry
+    from sentibridge.dataversion import data_version
+    from sentibridge.schedule import retrain_reason
+
+    settings = _settings(args)
+    path = Path(settings.data.path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    client, name, _ = _registry(settings)
+    champion = registry.alias_version(client, name, registry.CHAMPION)
+    ran, reason = retrain_reason(
+        data_version(path).md5,
+        str(champion.version) if champion is not None else None,
+        (champion.tags or {}).get("data_version") if champion is not None else None,
+        args.if_data_changed,
+        args.force,
+    )
+    print(f"retrain: {'running' if ran else 'skipped'}: {reason}", flush=True)
+    payload = {"ran": ran, "reason": reason}
+    if ran:
+        payload.update(_train(settings))
+    if args.json:
+        _emit_json({"ok": True, **payload})
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from sentibridge import registry
+    from sentibridge.report import text_table
+
+    client, name, _ = _registry(_settings(args))
+    versions = registry.list_versions(client, name)
+    if not versions:
+        print(f"no versions of {name} yet: run `sentibridge train`")
+    else:
+        rows = [
+            [v["version"], ",".join(v["aliases"]), v["f1_macro_avg"], v["gate"] or "", (v["data_version"] or "")[:12], v["created"]]
+            for v in versions
+        ]
+        print(text_table(["version", "aliases", "mean F1", "gate", "data", "created"], rows))
+    if args.json:
+        _emit_json({"ok": True, "registered_model": name, "versions": versions})
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from sentibridge import registry
+
+    settings = _settings(args)
+    client, name, locks = _registry(settings)
+    previous = registry.promote(client, name, args.version, args.reason, locks)
+    stage = _zenml_production(settings, args.version)
+    print(f"{name} v{args.version} is champion (was {'v' + previous if previous else 'none'}); reason logged: {args.reason}{stage}")
+    if args.json:
+        _emit_json({"ok": True, "champion": args.version, "previous": previous, "reason": args.reason})
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from sentibridge import registry
+
+    settings = _settings(args)
+    client, name, locks = _registry(settings)
+    old, new = registry.rollback(client, name, locks)
+    stage = _zenml_production(settings, new)
+    print(f"{name}: champion rolled back from v{old} to v{new}; v{old} is challenger{stage}")
+    if args.json:
+        _emit_json({"ok": True, "champion": new, "rolled_back": old})
+    return 0
+
+
+def _zenml_production(settings: Settings, version: str) -> str:
+    """Keep the ZenML Model's production stage on the MLflow champion (text for the message)."""
+    from sentibridge.home import ensure_stack, quiet, resolve_home
+    from sentibridge.registry import set_zenml_production
+
+    ensure_stack(resolve_home())
+    with quiet():
+        zenml_version = set_zenml_production(settings.registry.model_name, version)
+    return f"; ZenML model version {zenml_version} is in production" if zenml_version else ""
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import mlflow
+
+    from sentibridge import registry
+    from sentibridge.instructions import LABEL_WORDS
+    from sentibridge.prediction_io import read_prediction_input, write_predictions
+
+    settings = _settings(args)
+    rows = read_prediction_input(Path(args.input))
+    client, name, _ = _registry(settings)
+    if args.model == registry.CHAMPION:
+        version = registry.alias_version(client, name, registry.CHAMPION)
+        if version is None:
+            raise SentibridgeError(f"{name} has no champion yet: train one, or pass --model VERSION")
+        version = str(version.version)
+    else:
+        version = str(args.model)
+        registry.require_version(client, name, version)
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
+    good = rows[rows["error"].isna()]
+    scores = [f"score_{w}" for w in LABEL_WORDS]
+    out = rows.assign(label=None, label_id=None, **{c: None for c in scores})
+    if len(good):
+        scored = model.predict_rows(good[["id", "text", "language"]].reset_index(drop=True), progress=not args.json)
+        index = good.index
+        out.loc[index, "label"] = [LABEL_WORDS[k] for k in scored["pred"]]
+        out.loc[index, "label_id"] = scored["pred"].to_numpy()
+        for c in scores:
+            out.loc[index, c] = scored[c].to_numpy()
+    out = out[["row", "id", "text", "language", "label", "label_id", *scores, "error"]]
+    write_predictions(out, Path(args.output))
+    bad = len(rows) - len(good)
+    print(f"predicted {len(good)} rows with {name} v{version} -> {args.output}" + (f"; {bad} rows kept with an error" if bad else ""))
+    for row in out[out["error"].notna()].head(5).itertuples(index=False):
+        print(f"  row {row.row}: {row.error}")
+    if args.json:
+        _emit_json({"ok": True, "model_version": version, "rows": len(rows), "predicted": len(good), "errors": bad,
+                    "output": str(args.output)})
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from sentibridge import schedule
+    from sentibridge.home import resolve_home
+
+    expr = schedule.validate_cron(args.cron) if args.cron else None
+    home = resolve_home()
+    workdir = Path.cwd()
+    if args.remove:
+        removed = schedule.remove_cron_line(workdir)
+        print("removed this project's crontab entry" if removed else "this project has no crontab entry")
+        return 0
+    if expr is None:
+        raise ConfigError("schedule needs --cron EXPR (or --remove)")
+    settings = _settings(args)  # a bad config fails now, not at 3 am
+    command = [str(Path(sys.executable).with_name("sentibridge")), "retrain", "--if-data-changed"]
+    if args.config:
+        command += ["--config", str(Path(args.config).resolve())]
+    for pair in args.set or []:
+        command += ["--set", pair]
+    line = schedule.cron_line(expr, workdir, command, home.root / "logs" / "retrain.log", {"SENTIBRIDGE_HOME": str(home.root)})
+    if args.print:
+        print(line)
+        return 0
+    from sentibridge.home import activate, ensure_stack
+
+    ensure_stack(activate())
+    supported, flavor = schedule.orchestrator_supports_schedules()
+    if supported:
+        run_pipeline(settings, data_only=False, schedule=schedule.zenml_schedule(expr))
+        print(f"scheduled the pipeline on the {flavor} orchestrator: {expr}")
+        mode = "zenml"
+    else:
+        (home.root / "logs").mkdir(parents=True, exist_ok=True)
+        _, replaced = schedule.install_cron_line(line)
+        print(
+            f"the {flavor} orchestrator has no schedules, so a crontab entry runs "
+            f"`sentibridge retrain --if-data-changed` instead ({'replaced' if replaced else 'installed'}):\n{line}"
         )
+        mode = "cron"
+    if args.json:
+        _emit_json({"ok": True, "mode": mode, "cron": expr, "orchestrator": flavor, "line": line if mode == "cron" else None})
     return 0
 
 
@@ -165,10 +354,45 @@ def build_parser() -> argparse.ArgumentParser:
     common(validate)
     validate.set_defaults(func=cmd_validate)
 
-    train = sub.add_parser("train", help="run the whole pipeline: data, LoRA training, evaluation, registration")
+    train = sub.add_parser("train", help="run the whole pipeline: data, LoRA training, evaluation, registration, gate")
     train.add_argument("--data", help="override data.path")
     common(train)
     train.set_defaults(func=cmd_train)
+
+    retrain = sub.add_parser("retrain", help="train again, or only when the DVC data version changed")
+    retrain.add_argument("--data", help="override data.path")
+    retrain.add_argument("--if-data-changed", action="store_true", help="skip when the champion was trained on this data version")
+    retrain.add_argument("--force", action="store_true", help="run even when the data did not change")
+    common(retrain)
+    retrain.set_defaults(func=cmd_retrain)
+
+    models = sub.add_parser("models", help="list registered versions with aliases and scores")
+    common(models)
+    models.set_defaults(func=cmd_models)
+
+    promote = sub.add_parser("promote", help="make a version champion by hand (logged with its reason)")
+    promote.add_argument("version")
+    promote.add_argument("--reason", required=True, help="why; kept on the version")
+    common(promote)
+    promote.set_defaults(func=cmd_promote)
+
+    rollback = sub.add_parser("rollback", help="give the champion alias back to the version it replaced")
+    common(rollback)
+    rollback.set_defaults(func=cmd_rollback)
+
+    predict = sub.add_parser("predict", help="label a CSV/TSV/JSONL/txt file with a registered model")
+    predict.add_argument("--input", required=True, help="CSV/TSV/JSONL/txt; a 'text' column and an optional 'language'")
+    predict.add_argument("--output", required=True, help="CSV/TSV/JSONL/JSON/Parquet, by suffix")
+    predict.add_argument("--model", default="champion", help="'champion' (default) or a version number")
+    common(predict)
+    predict.set_defaults(func=cmd_predict)
+
+    sched = sub.add_parser("schedule", help="retrain on a cron schedule (crontab locally, ZenML Schedule on remote stacks)")
+    sched.add_argument("--cron", help='e.g. "0 3 * * 1" (Mondays at 03:00)')
+    sched.add_argument("--print", action="store_true", help="print the crontab line instead of installing it")
+    sched.add_argument("--remove", action="store_true", help="remove this project's crontab entry")
+    common(sched)
+    sched.set_defaults(func=cmd_schedule)
     return parser
 
 

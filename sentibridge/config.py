@@ -167,6 +167,32 @@ class AugmentConfig(_Section):
         return self
 
 
+class DemonstrationsConfig(_Section):
+    """Retrieval demonstrations: the nearest labelled train examples shown in every prompt."""
+
+    k: int = Field(0, ge=0, le=16, description="Examples per prompt; 0 turns demonstrations off.")
+    cross_lingual: bool = Field(
+        True, description="Fill up from other languages when a language has fewer than k examples."
+    )
+    max_chars: int = Field(200, ge=1, description="Each example's text is cut to this many characters.")
+
+
+class GateConfig(_Section):
+    """When a candidate is promoted to champion; gains and drops are in macro-F1 points (x100)."""
+
+    mode: Literal["no_regression", "all_improve"] = Field(
+        "no_regression",
+        description="no_regression: no language drops beyond max_drop and the mean gains min_gain; "
+        "all_improve: every language gains min_gain.",
+    )
+    max_drop: float = Field(0.0, ge=0.0, description="Largest per-language drop tolerated, in points.")
+    min_gain: float = Field(0.5, ge=0.0, description="Gain required (of the mean, or of every language), in points.")
+    bootstrap_confidence: float | None = Field(
+        None, gt=0.5, lt=1.0, description="If set, each required gain must hold in this share of paired bootstrap resamples."
+    )
+    bootstrap_resamples: int = Field(1000, ge=100)
+
+
 class RegistryConfig(_Section):
     """MLflow experiment and registered-model names."""
 
@@ -180,10 +206,12 @@ class Settings(_Section):
     data: DataConfig = DataConfig()
     split: SplitConfig = SplitConfig()
     augment: AugmentConfig = AugmentConfig()
+    demonstrations: DemonstrationsConfig = DemonstrationsConfig()
     model: ModelConfig = ModelConfig()
     lora: LoraConfig = LoraConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    gate: GateConfig = GateConfig()
     registry: RegistryConfig = RegistryConfig()
 
 

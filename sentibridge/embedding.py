@@ -14,8 +14,9 @@ dataset embeds only its new texts. Shards are ``.npz`` files of plain arrays, lo
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -94,8 +95,12 @@ class E5Embedder:
         return vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
 
 
+@functools.lru_cache(maxsize=2)
 def load_embedder(name: str, device: str | None = None):
-    """A ``SentenceTransformer`` (never with remote code), or the packaged e5 engine."""
+    """A ``SentenceTransformer`` (never with remote code), or the packaged e5 engine.
+
+    Cached: augmentation, demonstrations and serving embed in several calls per process.
+    """
     if name == EMBEDDED_MULTILINGUAL_EMBEDDER:
         try:
             return E5Embedder()
@@ -144,3 +149,15 @@ def embed_texts(
     if not keys:
         return np.zeros((0, 0), dtype=np.float32)
     return np.stack([known[k] for k in keys]).astype(np.float32)
+
+
+
+def embedder_function(
+    name: str, cache_dir: Path | None = None, batch_size: int = 64, precision: str = "auto", progress: bool = True
+) -> Callable[[list[str]], np.ndarray]:
+    """``embed_texts`` bound to one embedder and cache; the model loads only if a text is new."""
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return embed_texts(texts, name, cache_dir, batch_size, progress=progress, precision=precision)
+
+    return embed

@@ -57,6 +57,11 @@ class Home:
         return self.models / "gemma-3-270m"
 
     @property
+    def embeddings(self) -> Path:
+        """Sentence vectors cached by content hash (``embedding.EmbeddingCache``)."""
+        return self.root / "embeddings"
+
+    @property
     def runs(self) -> Path:
         """Scratch space of training runs (checkpoints)."""
         return self.root / "runs"

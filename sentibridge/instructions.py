@@ -59,8 +59,18 @@ def choose_template(row_id: str, seed: int) -> int:
     return int.from_bytes(digest[:8], "big") % len(TEMPLATES)
 
 
+def render_demonstrations(demonstrations: Sequence[Mapping[str, Any]]) -> str:
+    """Labelled examples as the prompt shows them, or "" for none."""
+    if not demonstrations:
+        return ""
+    shown = "\n\n".join(f"Text: {d['text']}\nAnswer: {d['output']}" for d in demonstrations)
+    return f"Examples:\n\n{shown}\n\n"
+
+
 def _user_message(record: Mapping[str, Any]) -> str:
-    return f"{record['instruction']}\n\nText: {record['input']}"
+    # Examples follow the instruction, so prompts of one template still share their prefix.
+    examples = render_demonstrations(record.get("demonstrations") or ())
+    return f"{record['instruction']}\n\n{examples}Text: {record['input']}"
 
 
 def format_prompt(tokenizer: PreTrainedTokenizerBase, record: Mapping[str, Any]) -> str:
@@ -136,8 +146,11 @@ def label_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
 def _truncate_input(
     tokenizer: PreTrainedTokenizerBase, record: dict[str, Any], budget: int
 ) -> dict[str, Any]:
-    """Cut the input text (only) until the prompt fits ``budget`` tokens."""
+    """Fit the prompt into ``budget`` tokens: drop the farthest demonstrations, then cut the input."""
     prompt_len = len(tokenizer(format_prompt(tokenizer, record), add_special_tokens=False)["input_ids"])
+    while prompt_len > budget and record.get("demonstrations"):
+        record = {**record, "demonstrations": record["demonstrations"][:-1]}
+        prompt_len = len(tokenizer(format_prompt(tokenizer, record), add_special_tokens=False)["input_ids"])
     if prompt_len <= budget:
         return record
     input_ids = tokenizer(record["input"], add_special_tokens=False)["input_ids"]
@@ -163,16 +176,19 @@ def build_records(
     max_length: int,
     seed: int,
     template: int | None = None,
+    demonstrations: Sequence[Sequence[Mapping[str, Any]]] | None = None,
 ) -> list[dict[str, Any]]:
     """Turn split rows (``id, text, label, language``) into instruction records.
 
-    The whole training sequence (prompt + answer) fits in ``max_length`` tokens; only the input
-    text is truncated to get there. ``template`` forces one template (serving); by default the
-    template is chosen per row from ``seed`` and ``id``.
+    The whole training sequence (prompt + answer) fits in ``max_length`` tokens: the farthest
+    demonstrations go first, then the input text is truncated. ``template`` forces one template
+    (serving); by default the template is chosen per row from ``seed`` and ``id``.
+    ``demonstrations`` (one list per row, from ``demonstrations.demonstrations_for``) become
+    the record's ``demonstrations`` field.
     """
     budget = max_length - answer_budget(tokenizer)
     records: list[dict[str, Any]] = []
-    for row in df.itertuples(index=False):
+    for position, row in enumerate(df.itertuples(index=False)):
         row_id = str(row.id)
         label = int(row.label) if "label" in df.columns and not pd.isna(row.label) else None
         language = getattr(row, "language", None)
@@ -185,6 +201,8 @@ def build_records(
             "language": None if language is None or pd.isna(language) else str(language),
             "label": label,
         }
+        if demonstrations is not None:
+            record["demonstrations"] = [{"text": d["text"], "output": d["output"]} for d in demonstrations[position]]
         records.append(_truncate_input(tokenizer, record, budget))
     return records
 
@@ -213,7 +231,14 @@ def export_llamafactory(records: Sequence[Mapping[str, Any]], out_dir: Path, nam
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = [{"instruction": r["instruction"], "input": r["input"], "output": r["output"]} for r in records]
+    rows = [
+        {
+            "instruction": r["instruction"] + ("\n\n" + render_demonstrations(r["demonstrations"]).rstrip() if r.get("demonstrations") else ""),
+            "input": r["input"],
+            "output": r["output"],
+        }
+        for r in records
+    ]
     (out_dir / f"{name}.json").write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
     info_path = out_dir / "dataset_info.json"
     info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}

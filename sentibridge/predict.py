@@ -6,6 +6,7 @@ import pandas as pd
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from sentibridge.demonstrations import DemonstrationStore, Embed, demonstrations_for
 from sentibridge.instructions import LABEL_WORDS, SERVING_TEMPLATE, build_records
 from sentibridge.precision import Precision
 from sentibridge.scoring import score_records
@@ -20,12 +21,16 @@ def predict_rows(
     device: torch.device,
     precision: Precision,
     progress: bool = True,
+    store: DemonstrationStore | None = None,
+    embed: Embed | None = None,
 ) -> pd.DataFrame:
     """``rows`` (id, text, language[, label]) -> id, language, label, pred and one score per label.
 
-    Uses the serving template, so evaluation scores exactly what a served model would answer.
+    Uses the serving template and the model's demonstration store (if it has one), so
+    evaluation scores exactly what a served model would answer.
     """
-    records = build_records(rows, tokenizer, max_length, seed=0, template=SERVING_TEMPLATE)
+    demonstrations = demonstrations_for(rows, store, embed)
+    records = build_records(rows, tokenizer, max_length, seed=0, template=SERVING_TEMPLATE, demonstrations=demonstrations)
     result = score_records(model, tokenizer, records, batch_size, device, precision, progress=progress)
     out = pd.DataFrame(
         {

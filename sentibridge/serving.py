@@ -15,6 +15,7 @@ import torch
 
 from sentibridge.base_model import load_causal_lm, load_tokenizer
 from sentibridge.config import ModelConfig
+from sentibridge.demonstrations import load_for_model
 from sentibridge.instructions import LABEL_WORDS
 from sentibridge.merge import read_merged_config
 from sentibridge.precision import base_dtype, default_device, resolve_precision
@@ -38,6 +39,8 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         self.precision = "fp32"
         self.max_length = ModelConfig().max_length
         self.batch_size = 16
+        self.store = None
+        self.embed = None
 
     def load_context(self, context: Any) -> None:
         self.load(Path(context.artifacts[ARTIFACT_KEY]))
@@ -56,11 +59,19 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         self.precision = resolve_precision(precision, self.device)
         self.tokenizer = load_tokenizer(str(folder), model_cfg)
         self.model = load_causal_lm(str(folder), model_cfg, self.device, base_dtype(self.precision))
+        self.store, self.embed = load_for_model(folder)
         return self
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict_rows(self, rows: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
+        """``predict.predict_rows`` with this model, its prompt settings and its demonstrations."""
         if self.model is None:
-            raise RuntimeError("SentimentModel.predict called before load_context/load")
+            raise RuntimeError("SentimentModel used before load_context/load")
+        return predict_rows(
+            self.model, self.tokenizer, rows, self.max_length, self.batch_size, self.device, self.precision,
+            progress=progress, store=self.store, embed=self.embed,
+        )
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         if "text" not in model_input.columns:
             raise ValueError("input needs a 'text' column")
         frame = pd.DataFrame(
@@ -70,10 +81,7 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
                 "language": model_input["language"].tolist() if "language" in model_input.columns else None,
             }
         )
-        scored = predict_rows(
-            self.model, self.tokenizer, frame, self.max_length, self.batch_size, self.device, self.precision,
-            progress=False,
-        )
+        scored = self.predict_rows(frame, progress=False)
         out = scored[[f"score_{w}" for w in LABEL_WORDS]].set_axis(model_input.index)
         out.insert(0, "label_id", scored["pred"].to_numpy())
         out.insert(0, "label", [LABEL_WORDS[k] for k in scored["pred"]])

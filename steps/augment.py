@@ -14,7 +14,7 @@ from materializers.vector_index import VectorIndexMaterializer
 from sentibridge import tracking
 from sentibridge.augmentation import ORIGINS, augment_train, report_markdown
 from sentibridge.config import Settings
-from sentibridge.embedding import embed_texts, load_embedder
+from sentibridge.embedding import embedder_function
 from sentibridge.home import resolve_home
 from sentibridge.ingest import read_unlabelled
 from sentibridge.retrieval import VectorIndex
@@ -50,15 +50,7 @@ def augment(
 ]:
     """Augment the train split only; val and test reach this step as hashes (``holdout_keys``)."""
     cfg = settings.augment
-    model = None
-
-    def embed(texts: list[str]) -> np.ndarray:
-        nonlocal model
-        model = model or load_embedder(cfg.embedder)
-        return embed_texts(
-            texts, cfg.embedder, resolve_home().root / "embeddings", cfg.embed_batch_size,
-            model=model, precision=settings.train.precision,
-        )
+    embed = embedder_function(cfg.embedder, resolve_home().embeddings, cfg.embed_batch_size, settings.train.precision)
 
     pool = read_unlabelled(cfg.self_alignment.pool_path) if cfg.enabled and cfg.self_alignment.enabled else None
     result = augment_train(

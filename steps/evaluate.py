@@ -14,7 +14,10 @@ from zenml.types import MarkdownString
 from sentibridge import tracking
 from sentibridge.base_model import load_causal_lm, load_tokenizer, resolve_base_model
 from sentibridge.config import Settings
+from sentibridge.demonstrations import DemonstrationStore
+from sentibridge.embedding import embedder_function
 from sentibridge.evaluation import evaluate_predictions, plot_confusion_matrices, plot_f1_by_language, results_table
+from sentibridge.gate import fingerprint_rows
 from sentibridge.home import resolve_home
 from sentibridge.merge import merge_adapter
 from sentibridge.precision import base_dtype, default_device, resolve_precision
@@ -24,14 +27,15 @@ from sentibridge.split import subsample_per_language
 
 @step(experiment_tracker=True, enable_cache=False)
 def evaluate(
-    lora_adapter: Path, test_rows: pd.DataFrame, settings: Settings
+    lora_adapter: Path, test_rows: pd.DataFrame, demonstration_store: Path, settings: Settings
 ) -> tuple[
     Annotated[dict, "metrics"],
     Annotated[pd.DataFrame, "predictions"],
     Annotated[MarkdownString, "evaluation_view"],
 ]:
     """Merge the adapter, score the test split, log ``f1_<lang>``, ``accuracy_<lang>`` and plots."""
-    base = resolve_base_model(settings.model, resolve_home().embedded_model)
+    home = resolve_home()
+    base = resolve_base_model(settings.model, home.embedded_model)
     device = default_device()
     precision = resolve_precision(settings.train.precision, device)
     rows = subsample_per_language(test_rows, settings.eval.max_rows_per_language, settings.split.seed)
@@ -39,14 +43,21 @@ def evaluate(
         merged = merge_adapter(base, lora_adapter, Path(scratch) / "merged", settings.model, dtype=torch.bfloat16)
         tokenizer = load_tokenizer(str(merged), settings.model)
         model = load_causal_lm(str(merged), settings.model, device, base_dtype(precision))
+        store = DemonstrationStore.load(demonstration_store)
         predictions = predict_rows(
-            model, tokenizer, rows, settings.model.max_length, settings.eval.batch_size, device, precision
+            model, tokenizer, rows, settings.model.max_length, settings.eval.batch_size, device, precision,
+            store=store, embed=embedder_function(store.embedder, home.embeddings),
         )
         report = evaluate_predictions(predictions["language"], predictions["label"], predictions["pred"])
         plots = Path(scratch) / "plots"
         plot_f1_by_language(report, plots)
         plot_confusion_matrices(report, plots)
         tracking.log_files(plots, "plots")
+        # The gate reads these back when this version is champion and the test rows are unchanged.
+        stored = Path(scratch) / "evaluation"
+        stored.mkdir()
+        predictions[["id", "language", "label", "pred"]].to_parquet(stored / "predictions.parquet", index=False)
+        tracking.log_files(stored, "evaluation")
     tracking.log_metrics(report.metrics)
     table = results_table(report, fmt="markdown")
     tracking.log_json(report.table.to_dict(orient="records"), "evaluation/per_language.json")
@@ -59,6 +70,7 @@ def evaluate(
         },
         "confusion": {lang: matrix.tolist() for lang, matrix in report.confusion.items()},
         "precision": precision,
+        "test_set": fingerprint_rows(predictions),
     }
     log_metadata(metadata=report.metrics, artifact_name="metrics", infer_artifact=True)
     return metrics, predictions, MarkdownString("# Evaluation on the test split\n\n" + table)

@@ -12,23 +12,30 @@ from zenml import step
 from materializers.records import InstructionRecords
 from sentibridge.base_model import load_tokenizer, resolve_base_model
 from sentibridge.config import ModelConfig
+from sentibridge.demonstrations import DemonstrationStore, demonstrations_for
+from sentibridge.embedding import embedder_function
 from sentibridge.home import resolve_home
 from sentibridge.instructions import build_records, export_llamafactory
 
 
 @step
 def instructions(
-    train_rows: pd.DataFrame, val_rows: pd.DataFrame, model: ModelConfig, seed: int
+    train_rows: pd.DataFrame, val_rows: pd.DataFrame, demonstration_store: Path, model: ModelConfig, seed: int
 ) -> tuple[
     Annotated[InstructionRecords, "train_records"],
     Annotated[InstructionRecords, "val_records"],
     Annotated[Path, "llamafactory_dataset"],
 ]:
     """Records bounded by the tokenizer's budget, and the same data in alpaca format."""
-    base = resolve_base_model(model, resolve_home().embedded_model)
+    home = resolve_home()
+    base = resolve_base_model(model, home.embedded_model)
     tokenizer = load_tokenizer(base, model)
-    train = build_records(train_rows, tokenizer, model.max_length, seed)
-    val = build_records(val_rows, tokenizer, model.max_length, seed)
+    store = DemonstrationStore.load(demonstration_store)
+    embed = embedder_function(store.embedder, home.embeddings)
+    train = build_records(
+        train_rows, tokenizer, model.max_length, seed, demonstrations=demonstrations_for(train_rows, store, embed)
+    )
+    val = build_records(val_rows, tokenizer, model.max_length, seed, demonstrations=demonstrations_for(val_rows, store, embed))
     export = Path(tempfile.mkdtemp(prefix="sentibridge-llamafactory-"))
     export_llamafactory(train, export, name="sentibridge_train")
     export_llamafactory(val, export, name="sentibridge_val")

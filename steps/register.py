@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -13,13 +14,14 @@ from zenml import log_metadata, step
 from sentibridge import tracking
 from sentibridge.base_model import resolve_base_model
 from sentibridge.config import Settings
+from sentibridge.demonstrations import STORE_DIR
 from sentibridge.home import resolve_home
 from sentibridge.merge import merge_adapter
 
 
 @step(experiment_tracker=True, enable_cache=False)
 def register(
-    lora_adapter: Path, metrics: dict, train_summary: dict, data_report: dict, settings: Settings
+    lora_adapter: Path, demonstration_store: Path, metrics: dict, train_summary: dict, data_report: dict, settings: Settings
 ) -> Annotated[dict, "registration"]:
     """A new version in the MLflow Model Registry, with per-language F1 on it and on the ZenML Model.
 
@@ -31,6 +33,7 @@ def register(
     lora = settings.lora.model_dump(mode="json")
     tags = {
         "data_version": data_report["data_version"],
+        "test_set": metrics["test_set"],
         "base_model": settings.model.base,
         "lora": json.dumps(lora),
         "f1_macro_avg": f"{metrics['f1_macro_avg']:.4f}",
@@ -42,6 +45,8 @@ def register(
             base, lora_adapter, Path(scratch) / "merged", settings.model,
             resolved_config=settings.model_dump(mode="json"), dtype=torch.bfloat16,
         )
+        if settings.demonstrations.k:  # served prompts need the same examples as training
+            shutil.copytree(demonstration_store, merged / STORE_DIR)
         registration = tracking.log_and_register_model(merged, settings.registry.model_name, tags)
     registration.update(mlflow_run_id=tracking.current_run_id() or "", tracking_uri=tracking.tracking_uri())
     log_metadata(

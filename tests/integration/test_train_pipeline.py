@@ -21,6 +21,7 @@ TINY = [
     "--set", "train.max_steps=2",
     "--set", "train.batch_size=4",
     "--set", "train.eval_rows=4",
+    "--set", "demonstrations.k=2",
 ]
 
 
@@ -107,6 +108,16 @@ def test_registered_version_carries_scores_and_serves(trained, mlflow_at):
     out = model.predict(pd.DataFrame({"text": ["Great service, thank you!", "Terrible."], "language": ["en", "en"]}))
     assert list(out["label"]) and set(out["label"]) <= {"negative", "neutral", "positive"}
     assert out[["score_negative", "score_neutral", "score_positive"]].sum(axis=1).round(4).eq(1.0).all()
+
+
+def test_served_model_carries_its_demonstrations(trained, mlflow_at):
+    _, result, _ = trained
+    model = mlflow.pyfunc.load_model(f"models:/{result['registered_model']}/{result['model_version']}")
+    served = model.unwrap_python_model()
+    assert served.store is not None and served.store.k == 2
+    # Original train rows only: 6 per language in 7 languages and the 2 kept in each shrunk one.
+    assert len(served.store) == 6 * 7 + 2 * len(SHRUNK)
+    assert set(served.store.rows["language"]) == set(result["per_language"])
 
 
 def test_zenml_model_version_is_linked(trained):

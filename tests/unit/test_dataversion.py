@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from sentibridge.dataversion import DataVersion, data_version, dvc_md5, file_md5
+from sentibridge.schedule import retrain_reason
 from tests.conftest import REPO, SAMPLE
 
 DVC = Path(sys.executable).with_name("dvc")
@@ -229,3 +230,21 @@ def test_md5_honours_dvcignore_like_dvc(git_repo):
     version = data_version(folder)
     assert version.md5 == recorded_md5(git_repo / "data.dvc")
     assert version.source == "dvc"
+
+
+def test_retrain_is_a_no_op_until_a_dvc_add_of_changed_data(git_repo):
+    folder = make_folder(git_repo / "data")
+    dvc(git_repo, "add", "data")
+    champion_trained_on = data_version(folder).md5  # the data_version tag on the champion
+    ran, reason = retrain_reason(data_version(folder).md5, "1", champion_trained_on, if_data_changed=True)
+    assert not ran and "unchanged since champion v1" in reason
+
+    (folder / "new.csv").write_bytes(b"text,label,language\nbrand new,2,en\n")
+    dvc(git_repo, "add", "data")
+    now = data_version(folder)
+    assert now.source == "dvc" and now.md5 != champion_trained_on
+    ran, reason = retrain_reason(now.md5, "1", champion_trained_on, if_data_changed=True)
+    assert ran and "data changed since champion v1" in reason
+    assert retrain_reason(champion_trained_on, "1", champion_trained_on, True, force=True) == (True, "forced")
+    assert retrain_reason(now.md5, None, None, True) == (True, "no champion yet")
+    assert retrain_reason(now.md5, "1", now.md5, if_data_changed=False) == (True, "requested")

@@ -1,0 +1,223 @@
+"""Gated promotion end to end on one home: train, retrain twice, skip, predict, serve, roll back.
+
+Real ZenML store, real MLflow, real Gemma-3-270M for a couple of steps, on a DVC-tracked copy
+of the sample. A 2-step model cannot beat the base model on every language with 3 test rows
+each, so the first run alone is gated with a lenient rule (mean not worse); every later run
+uses the default rule.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import SAMPLE, cli_env
+from tests.integration.test_validate_cli import REPO, last_json, run_cli
+
+pytestmark = pytest.mark.integration
+
+DVC = Path(sys.executable).with_name("dvc")
+TINY = [
+    "--set", "data.max_rows_per_language=6",
+    "--set", "eval.max_rows_per_language=3",
+    "--set", "train.max_steps=2",
+    "--set", "train.batch_size=4",
+    "--set", "train.eval_rows=4",
+]
+LENIENT = ["--set", "gate.max_drop=100", "--set", "gate.min_gain=0"]
+
+
+def _dvc(repo: Path, *args: str) -> None:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_SITE_CACHE_DIR": str(repo.parent / "dvc-site"), "GIT_CONFIG_NOSYSTEM": "1"}
+    subprocess.run([str(DVC), *args], cwd=repo, env=env, check=True, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def journey(tmp_path_factory):
+    """train -> retrain (same data) -> retrain (1 step) -> retrain --if-data-changed (skips)."""
+    if shutil.which("git") is None or not DVC.is_file():
+        pytest.skip("git or the dvc executable next to the interpreter is missing")
+    root = tmp_path_factory.mktemp("promotion")
+    repo, home = root / "repo", root / "home"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True, capture_output=True, timeout=60)
+    _dvc(repo, "init", "-q")
+    shutil.copytree(SAMPLE, repo / "data")
+    _dvc(repo, "add", "data")
+    data = ["--data", str(repo / "data")]
+
+    def cli(*args: str) -> dict:
+        command, *rest = args  # overrides given here come after TINY, so they win
+        proc = run_cli(home, command, *data, *TINY, *rest, "--json")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return {**last_json(proc), "stdout": proc.stdout}
+
+    first = cli("train", *LENIENT)
+    second = cli("retrain")
+    third = cli("retrain", "--set", "train.max_steps=1")
+    started = time.perf_counter()
+    skipped = cli("retrain", "--if-data-changed")
+    skip_seconds = time.perf_counter() - started
+    print(f"retrain --if-data-changed on unchanged data took {skip_seconds:.1f} s")
+    return {"home": home, "repo": repo, "data": data, "runs": [first, second, third], "skipped": skipped}
+
+
+def test_only_the_first_run_is_promoted(journey):
+    first, second, third = journey["runs"]
+    assert first["promoted"] is True and first["decision"]["reference"] == "base_zero_shot"
+    assert "gate: PROMOTED candidate v1 against base model (zero-shot)" in first["stdout"]
+    for run, version in ((second, "2"), (third, "3")):
+        assert run["ran"] is True and run["reason"] == "requested"
+        assert run["model_version"] == version and run["promoted"] is False
+        decision = run["decision"]
+        assert decision["reference"] == "champion" and decision["champion_version"] == "1"
+        assert "reference scores: stored" in decision["reasons"]  # same data, same test rows
+        assert f"gate: NOT PROMOTED candidate v{version} against champion v1" in run["stdout"]
+    # Same data and seeds: the retrained model is the same model, so it gains nothing.
+    assert all(abs(row["delta"]) < 1e-9 for row in second["decision"]["languages"])
+    assert any("below the required +0.5" in reason for reason in second["decision"]["reasons"])
+
+
+def test_unchanged_data_skips_retraining(journey):
+    skipped = journey["skipped"]
+    assert skipped["ran"] is False and "data unchanged since champion v1" in skipped["reason"]
+    assert "model_version" not in skipped
+
+
+def test_models_lists_exactly_one_champion(journey):
+    proc = run_cli(journey["home"], "models", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    versions = last_json(proc)["versions"]
+    assert [v["version"] for v in versions] == ["3", "2", "1"]
+    assert [v["version"] for v in versions if "champion" in v["aliases"]] == ["1"]
+    assert [v["version"] for v in versions if "challenger" in v["aliases"]] == ["3"]
+    for v in versions:
+        assert set(v) >= {"version", "aliases", "f1_macro_avg", "per_language", "data_version", "created"}
+        assert len(v["per_language"]) == 9 and v["data_version"].endswith(".dir")
+    assert "champion" in proc.stdout.splitlines()[-2] or "champion" in proc.stdout
+
+
+def test_zenml_model_version_of_the_champion_is_in_production(journey):
+    probe = (
+        "import json; from zenml.client import Client; "
+        "vs = Client().list_model_versions(model_name_or_id='sentibridge-sentiment').items; "
+        "print(json.dumps({str(v.run_metadata.get('mlflow_model_version')): str(v.stage) for v in vs}))"
+    )
+    home = journey["home"]
+    env = {**cli_env(home), "ZENML_CONFIG_PATH": str(home / "zenml")}
+    proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stages = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "production" in stages["1"] and all("production" not in stages[v] for v in ("2", "3"))
+
+
+def test_predict_keeps_bad_rows(journey, tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        '{"text": "I love this phone, best purchase ever", "language": "en"}\n'
+        "{not json}\n"
+        '{"text": "   ", "language": "de"}\n'
+        '{"text": "Servicio pésimo, nunca más", "language": "es"}\n'
+        '{"text": "sans langue"}\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "out.csv"
+    proc = run_cli(journey["home"], "predict", "--input", str(source), "--output", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = last_json(proc)
+    assert summary["model_version"] == "1" and (summary["rows"], summary["predicted"], summary["errors"]) == (5, 3, 2)
+    frame = pd.read_csv(out)
+    assert list(frame["row"]) == [0, 1, 2, 3, 4]
+    good = frame[frame["error"].isna()]
+    assert set(good["label"]) <= {"negative", "neutral", "positive"} and len(good) == 3
+    assert (good[["score_negative", "score_neutral", "score_positive"]].sum(axis=1).round(4) == 1.0).all()
+    bad = frame[frame["error"].notna()]
+    assert bad["label"].isna().all() and bad["error"].str.contains("invalid JSON|empty text").all()
+
+
+def test_predict_without_that_version_is_one_line(journey, tmp_path):
+    (tmp_path / "in.txt").write_text("hello\n", encoding="utf-8")
+    proc = run_cli(journey["home"], "predict", "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "o.csv"), "--model", "42")
+    assert proc.returncode == 1 and "has no version 42" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_mlflow_serves_the_champion_on_loopback(journey):
+    home, port = journey["home"], _free_port()
+    env = {**cli_env(home), "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m", "models:/sentibridge-sentiment@champion",
+         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, server.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "mlflow models serve did not come up"
+            time.sleep(2)
+        body = json.dumps({"dataframe_records": [{"text": "Absolutely wonderful, thank you!", "language": "en"}]}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as reply:
+            predictions = json.loads(reply.read())["predictions"]
+        assert len(predictions) == 1 and predictions[0]["label"] in {"negative", "neutral", "positive"}
+        assert abs(sum(predictions[0][f"score_{w}"] for w in ("negative", "neutral", "positive")) - 1) < 1e-4
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def test_manual_promote_then_rollback(journey):
+    home = journey["home"]
+    proc = run_cli(home, "rollback")
+    assert proc.returncode == 1 and "replaced no earlier version" in proc.stderr
+    proc = run_cli(home, "promote", "2", "--reason", "integration test override", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert last_json(proc) == {"ok": True, "champion": "2", "previous": "1", "reason": "integration test override"}
+    proc = run_cli(home, "rollback", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert last_json(proc) == {"ok": True, "champion": "1", "rolled_back": "2"}
+    versions = last_json(run_cli(home, "models", "--json"))["versions"]
+    assert [v["version"] for v in versions if "champion" in v["aliases"]] == ["1"]
+
+
+def test_changed_data_retrains_and_re_evaluates_the_champion(journey):
+    repo, home = journey["repo"], journey["home"]
+    path = repo / "data" / "reviews.jsonl"
+    rows = pd.read_json(path, lines=True)
+    rows.loc[0, "text"] = "A brand new review written after the champion was trained."
+    rows.to_json(path, orient="records", lines=True, force_ascii=False)
+    _dvc(repo, "add", "data")
+    proc = run_cli(home, "retrain", "--if-data-changed", *journey["data"], *TINY, "--set", "train.max_steps=1", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = last_json(proc)
+    assert result["ran"] is True and "data changed since champion v1" in result["reason"]
+    # The champion's stored scores are from the old data: it is scored again on the new test rows.
+    assert "reference scores: re-evaluated" in result["decision"]["reasons"]
+    assert result["decision"]["champion_version"] == "1"
