@@ -36,12 +36,7 @@ def read_prediction_input(
 ) -> pd.DataFrame:
     """Read a .csv, .tsv, .jsonl/.ndjson or .txt file into the ``INPUT_COLUMNS`` table."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in INPUT_SUFFIXES:
-        raise DataError(
-            f"{path}: unsupported input format '{suffix or '(no suffix)'}' "
-            f"(supported: {', '.join(INPUT_SUFFIXES)})"
-        )
+    suffix = _suffix(path, INPUT_SUFFIXES, "input")
     data = _read_bytes(path)
     if suffix in (".jsonl", ".ndjson"):
         records = _jsonl_records(data, text_column, language_column)
@@ -62,12 +57,7 @@ def read_prediction_input(
 def write_predictions(frame: pd.DataFrame, path: Path) -> Path:
     """Write ``frame`` by suffix, atomically, so a crash never leaves a half-written output."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in OUTPUT_SUFFIXES:
-        raise DataError(
-            f"{path}: unsupported output format '{suffix or '(no suffix)'}' "
-            f"(supported: {', '.join(OUTPUT_SUFFIXES)})"
-        )
+    suffix = _suffix(path, OUTPUT_SUFFIXES, "output")
     path.parent.mkdir(parents=True, exist_ok=True)
     # A plain open (not mkstemp) so the file gets the usual umask permissions, not 0600.
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
@@ -90,6 +80,13 @@ def write_predictions(frame: pd.DataFrame, path: Path) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _suffix(path: Path, allowed: tuple[str, ...], kind: str) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in allowed:
+        raise DataError(f"{path}: unsupported {kind} format '{suffix or '(no suffix)'}' (supported: {', '.join(allowed)})")
+    return suffix
 
 
 def _read_bytes(path: Path) -> bytes:

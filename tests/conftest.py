@@ -33,6 +33,16 @@ def umsab() -> Path:
     return UMSAB
 
 
+#: A real but tiny `sentibridge train`: 6 train rows and 3 test rows per language, 2 steps.
+TINY_TRAIN = [
+    "--set", "data.max_rows_per_language=6",
+    "--set", "eval.max_rows_per_language=3",
+    "--set", "train.max_steps=2",
+    "--set", "train.batch_size=4",
+    "--set", "train.eval_rows=4",
+]
+
+
 def cli_env(home: Path) -> dict[str, str]:
     """Environment for a `sentibridge` subprocess bound to ``home``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "ZENML_"))}

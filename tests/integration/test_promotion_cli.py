@@ -21,19 +21,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import SAMPLE, cli_env
+from tests.conftest import SAMPLE, TINY_TRAIN, cli_env
 from tests.integration.test_validate_cli import REPO, last_json, run_cli
 
 pytestmark = pytest.mark.integration
 
 DVC = Path(sys.executable).with_name("dvc")
-TINY = [
-    "--set", "data.max_rows_per_language=6",
-    "--set", "eval.max_rows_per_language=3",
-    "--set", "train.max_steps=2",
-    "--set", "train.batch_size=4",
-    "--set", "train.eval_rows=4",
-]
 LENIENT = ["--set", "gate.max_drop=100", "--set", "gate.min_gain=0"]
 
 
@@ -57,8 +50,8 @@ def journey(tmp_path_factory):
     data = ["--data", str(repo / "data")]
 
     def cli(*args: str) -> dict:
-        command, *rest = args  # overrides given here come after TINY, so they win
-        proc = run_cli(home, command, *data, *TINY, *rest, "--json")
+        command, *rest = args  # overrides given here come after TINY_TRAIN, so they win
+        proc = run_cli(home, command, *data, *TINY_TRAIN, *rest, "--json")
         assert proc.returncode == 0, proc.stderr[-3000:]
         return {**last_json(proc), "stdout": proc.stdout}
 
@@ -214,7 +207,7 @@ def test_changed_data_retrains_and_re_evaluates_the_champion(journey):
     rows.loc[0, "text"] = "A brand new review written after the champion was trained."
     rows.to_json(path, orient="records", lines=True, force_ascii=False)
     _dvc(repo, "add", "data")
-    proc = run_cli(home, "retrain", "--if-data-changed", *journey["data"], *TINY, "--set", "train.max_steps=1", "--json")
+    proc = run_cli(home, "retrain", "--if-data-changed", *journey["data"], *TINY_TRAIN, "--set", "train.max_steps=1", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = last_json(proc)
     assert result["ran"] is True and "data changed since champion v1" in result["reason"]

@@ -10,19 +10,12 @@ import mlflow
 import pandas as pd
 import pytest
 
-from tests.conftest import SAMPLE, cli_env
+from tests.conftest import SAMPLE, TINY_TRAIN, cli_env
 from tests.integration.test_validate_cli import last_json, run_cli
 
 pytestmark = pytest.mark.integration
 
-TINY = [
-    "--set", "data.max_rows_per_language=6",
-    "--set", "eval.max_rows_per_language=3",
-    "--set", "train.max_steps=2",
-    "--set", "train.batch_size=4",
-    "--set", "train.eval_rows=4",
-    "--set", "demonstrations.k=2",
-]
+TINY = [*TINY_TRAIN, "--set", "demonstrations.k=2"]
 
 
 #: Languages given only 2 train rows in the test's copy of the sample, so augmentation has work.
