@@ -151,7 +151,6 @@ def embed_texts(
     return np.stack([known[k] for k in keys]).astype(np.float32)
 
 
-
 def embedder_function(
     name: str, cache_dir: Path | None = None, batch_size: int = 64, precision: str = "auto", progress: bool = True
 ) -> Callable[[list[str]], np.ndarray]:
