@@ -20,6 +20,7 @@ It first times embedding and indexing the full UMSAB train split (cold cache, th
     python bench/ablation.py           # about 40 minutes on 2 cores
     python bench/ablation.py --embedder embedded:multilingual-e5-small
     python bench/ablation.py --skip-speed --variants d_retrieval_demos --reuse-a-home <home of a run>
+    python bench/ablation.py --skip-speed --variants b_retrieval --train-seed 7   # run-to-run noise
 
 Writes ``bench/results/ablation.json`` (``ablation_quick.json``); the simulated dataset and the
 homes live in a temporary folder, never in the repository. Exits 0 without writing anything
@@ -147,6 +148,7 @@ def main() -> int:
         "--variants", default=",".join(VARIANTS[1:]),
         help=f"comma-separated variants besides a_none, from {', '.join(VARIANTS[1:] + OPTIONAL_VARIANTS)}",
     )
+    parser.add_argument("--train-seed", type=int, default=None, help="train.seed for every variant (run-to-run noise)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -161,6 +163,8 @@ def main() -> int:
     suffix = ("_" + args.embedder.split(":")[-1].split("/")[-1]) if args.embedder else ""
     if tuple(chosen) != VARIANTS[1:]:
         suffix += "_" + "-".join(chosen)
+    if args.train_seed is not None:
+        suffix += f"_seed{args.train_seed}"
     out = args.out or REPO / "bench" / "results" / f"ablation{suffix}{'_quick' if args.quick else ''}.json"
     high_rows = 80 if args.quick else settings.data.max_rows_per_language
     eval_rows = 80 if args.quick else 300
@@ -190,6 +194,7 @@ def main() -> int:
         "data.max_rows_per_language=null",
         f"eval.max_rows_per_language={eval_rows}",
         f"augment.embedder={settings.augment.embedder}",
+        *([f"train.seed={args.train_seed}"] if args.train_seed is not None else []),
     ]
     overrides = {
         "a_none": ["augment.enabled=false"],
@@ -251,6 +256,7 @@ def main() -> int:
             "embedding_speed": speed,
             "embedder": settings.augment.embedder,
             "a_none_reused_from": str(args.reuse_a_home) if reused else None,
+            "train_seed": args.train_seed if args.train_seed is not None else settings.train.seed,
             "registry": {v: {k: results[v].get(k) for k in ("tracking_uri", "registered_model", "model_version")} for v in variants},
             "low_resource": list(LOW),
             "low_fraction": LOW_FRACTION,
