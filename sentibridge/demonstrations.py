@@ -49,6 +49,7 @@ class DemonstrationStore:
     cross_lingual: bool = True
     max_chars: int = 200
     _indices: dict[str | None, tuple[Any, np.ndarray]] = field(default_factory=dict, repr=False)
+    _normalised: list[str] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -93,7 +94,9 @@ class DemonstrationStore:
         if self.k == 0 or len(self) == 0:
             return out
         own = [normalise_text(t) for t in texts]
-        norm = [normalise_text(t) for t in self.rows["text"]]
+        if self._normalised is None:  # the store is queried once per split; normalise its rows once
+            self._normalised = [normalise_text(t) for t in self.rows["text"]]
+        norm = self._normalised
         row_languages = self.rows["language"].to_numpy()
         known = set(row_languages)
         by_language: dict[str | None, list[int]] = {}

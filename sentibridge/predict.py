@@ -6,9 +6,11 @@ import pandas as pd
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from sentibridge.base_model import load_causal_lm, load_tokenizer
+from sentibridge.config import ModelConfig
 from sentibridge.demonstrations import DemonstrationStore, Embed, demonstrations_for
 from sentibridge.instructions import LABEL_WORDS, SERVING_TEMPLATE, build_records
-from sentibridge.precision import Precision
+from sentibridge.precision import Precision, base_dtype, default_device, resolve_precision
 from sentibridge.scoring import score_records
 
 
@@ -43,3 +45,23 @@ def predict_rows(
     for k, word in enumerate(LABEL_WORDS):
         out[f"score_{word}"] = result.probs[:, k]
     return out
+
+
+def predict_with(
+    path: str,
+    rows: pd.DataFrame,
+    model_cfg: ModelConfig,
+    precision: str,
+    batch_size: int,
+    store: DemonstrationStore | None = None,
+    embed: Embed | None = None,
+) -> pd.DataFrame:
+    """Load the model at ``path`` on the default device and ``predict_rows`` with it.
+
+    ``precision`` is the configured setting (``auto`` resolves per device).
+    """
+    device = default_device()
+    resolved = resolve_precision(precision, device)
+    tokenizer = load_tokenizer(path, model_cfg)
+    model = load_causal_lm(path, model_cfg, device, base_dtype(resolved))
+    return predict_rows(model, tokenizer, rows, model_cfg.max_length, batch_size, device, resolved, store=store, embed=embed)

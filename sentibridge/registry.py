@@ -20,13 +20,15 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 from mlflow.exceptions import MlflowException
 
 from sentibridge.errors import SentibridgeError
-from sentibridge.gate import Decision
+
+if TYPE_CHECKING:  # the gate pulls in sklearn and matplotlib; `retrain` only reads aliases
+    from sentibridge.gate import Decision
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -64,8 +66,9 @@ def promotion_lock(lock_dir: Path, name: str, timeout_s: float = 600.0) -> Itera
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+def _now(seconds: float | None = None) -> str:
+    """UTC ISO time of ``seconds`` since the epoch (default: now)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def _make_champion(mlflow_client: mlflow.MlflowClient, name: str, version: str, previous: str | None) -> None:
@@ -174,7 +177,7 @@ def list_versions(mlflow_client: mlflow.MlflowClient, name: str) -> list[dict[st
                 "f1_macro_avg": float(f1) if f1 else None,
                 "per_language": json.loads(tags.get("per_language_f1", "{}")),
                 "data_version": tags.get("data_version"),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(v.creation_timestamp / 1000)),
+                "created": _now(v.creation_timestamp / 1000),
                 "gate": tags.get("gate"),
             }
         )

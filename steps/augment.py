@@ -22,18 +22,13 @@ from sentibridge.retrieval import VectorIndex
 
 def _labeler(settings: Settings):
     """Pool rows -> (N, 3) label probabilities from the configured model (loaded on first use)."""
-    from sentibridge.base_model import load_causal_lm, load_tokenizer, resolve_base_model
-    from sentibridge.precision import base_dtype, default_device, resolve_precision
-    from sentibridge.predict import predict_rows
+    from sentibridge.base_model import resolve_base_model
+    from sentibridge.predict import predict_with
 
     def label(pool: pd.DataFrame) -> np.ndarray:
         name = settings.augment.self_alignment.labeler
         path = resolve_base_model(settings.model, resolve_home().embedded_model) if name == "base" else name
-        device = default_device()
-        precision = resolve_precision(settings.train.precision, device)
-        tokenizer = load_tokenizer(path, settings.model)
-        model = load_causal_lm(path, settings.model, device, base_dtype(precision))
-        scored = predict_rows(model, tokenizer, pool, settings.model.max_length, settings.eval.batch_size, device, precision)
+        scored = predict_with(path, pool, settings.model, settings.train.precision, settings.eval.batch_size)
         return scored[["score_negative", "score_neutral", "score_positive"]].to_numpy()
 
     return label

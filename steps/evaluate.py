@@ -12,7 +12,7 @@ from zenml import log_metadata, step
 from zenml.types import MarkdownString
 
 from sentibridge import tracking
-from sentibridge.base_model import load_causal_lm, load_tokenizer, resolve_base_model
+from sentibridge.base_model import resolve_base_model
 from sentibridge.config import Settings
 from sentibridge.demonstrations import DemonstrationStore
 from sentibridge.embedding import embedder_function
@@ -20,8 +20,8 @@ from sentibridge.evaluation import evaluate_predictions, plot_confusion_matrices
 from sentibridge.gate import fingerprint_rows
 from sentibridge.home import resolve_home
 from sentibridge.merge import merge_adapter
-from sentibridge.precision import base_dtype, default_device, resolve_precision
-from sentibridge.predict import predict_rows
+from sentibridge.precision import default_device, resolve_precision
+from sentibridge.predict import predict_with
 from sentibridge.split import subsample_per_language
 
 
@@ -36,16 +36,12 @@ def evaluate(
     """Merge the adapter, score the test split, log ``f1_<lang>``, ``accuracy_<lang>`` and plots."""
     home = resolve_home()
     base = resolve_base_model(settings.model, home.embedded_model)
-    device = default_device()
-    precision = resolve_precision(settings.train.precision, device)
     rows = subsample_per_language(test_rows, settings.eval.max_rows_per_language, settings.split.seed)
     with tempfile.TemporaryDirectory(prefix="sentibridge-eval-") as scratch:
         merged = merge_adapter(base, lora_adapter, Path(scratch) / "merged", settings.model, dtype=torch.bfloat16)
-        tokenizer = load_tokenizer(str(merged), settings.model)
-        model = load_causal_lm(str(merged), settings.model, device, base_dtype(precision))
         store = DemonstrationStore.load(demonstration_store)
-        predictions = predict_rows(
-            model, tokenizer, rows, settings.model.max_length, settings.eval.batch_size, device, precision,
+        predictions = predict_with(
+            str(merged), rows, settings.model, settings.train.precision, settings.eval.batch_size,
             store=store, embed=embedder_function(store.embedder, home.embeddings),
         )
         report = evaluate_predictions(predictions["language"], predictions["label"], predictions["pred"])
@@ -69,7 +65,7 @@ def evaluate(
             for row in report.table.itertuples(index=False)
         },
         "confusion": {lang: matrix.tolist() for lang, matrix in report.confusion.items()},
-        "precision": precision,
+        "precision": resolve_precision(settings.train.precision, default_device()),
         "test_set": fingerprint_rows(predictions),
     }
     log_metadata(metadata=report.metrics, artifact_name="metrics", infer_artifact=True)

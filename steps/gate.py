@@ -11,12 +11,11 @@ from zenml.enums import ModelStages
 from zenml.types import MarkdownString
 
 from sentibridge import registry, tracking
-from sentibridge.base_model import load_causal_lm, load_tokenizer, resolve_base_model
+from sentibridge.base_model import resolve_base_model
 from sentibridge.config import Settings
 from sentibridge.gate import ChampionRecord, Decision, Reference, choose_reference, gate_predictions
 from sentibridge.home import resolve_home
-from sentibridge.precision import base_dtype, default_device, resolve_precision
-from sentibridge.predict import predict_rows
+from sentibridge.predict import predict_with
 
 
 def _rows_of(predictions: pd.DataFrame, test_rows: pd.DataFrame) -> pd.DataFrame:
@@ -46,12 +45,8 @@ def _reference(client, settings: Settings, rows: pd.DataFrame, data_version: str
         return model.predict_rows(rows)
 
     def evaluate_base() -> pd.DataFrame:
-        device = default_device()
-        precision = resolve_precision(settings.train.precision, device)
         base = resolve_base_model(settings.model, resolve_home().embedded_model)
-        tokenizer = load_tokenizer(base, settings.model)
-        model = load_causal_lm(base, settings.model, device, base_dtype(precision))
-        return predict_rows(model, tokenizer, rows, settings.model.max_length, settings.eval.batch_size, device, precision)
+        return predict_with(base, rows, settings.model, settings.train.precision, settings.eval.batch_size)
 
     record = _champion_record(champion) if champion is not None else None
     return choose_reference(record, data_version, test_set, stored, evaluate_champion, evaluate_base)
