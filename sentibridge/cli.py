@@ -150,6 +150,7 @@ def _train(settings: Settings) -> dict:
         "promoted": decision["promote"],
         "decision": decision,
         "train": summary,
+        "eval": {k: metrics.get(k) for k in ("eval_seconds", "eval_rows_per_s", "precision")},
         "augmentation": augmentation,
         "seconds": round(seconds, 1),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -37,6 +38,7 @@ def evaluate(
     home = resolve_home()
     base = resolve_base_model(settings.model, home.embedded_model)
     rows = subsample_per_language(test_rows, settings.eval.max_rows_per_language, settings.split.seed)
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="sentibridge-eval-") as scratch:
         merged = merge_adapter(base, lora_adapter, Path(scratch) / "merged", settings.model, dtype=torch.bfloat16)
         store = DemonstrationStore.load(demonstration_store)
@@ -44,6 +46,7 @@ def evaluate(
             str(merged), rows, settings.model, settings.train.precision, settings.eval.batch_size,
             store=store, embed=embedder_function(store.embedder, home.embeddings),
         )
+        seconds = time.perf_counter() - started
         report = evaluate_predictions(predictions["language"], predictions["label"], predictions["pred"])
         plots = Path(scratch) / "plots"
         plot_f1_by_language(report, plots)
@@ -67,6 +70,8 @@ def evaluate(
         "confusion": {lang: matrix.tolist() for lang, matrix in report.confusion.items()},
         "precision": resolve_precision(settings.train.precision, default_device()),
         "test_set": fingerprint_rows(predictions),
+        "eval_seconds": round(seconds, 2),
+        "eval_rows_per_s": round(len(predictions) / seconds, 2) if seconds else None,
     }
     log_metadata(metadata=report.metrics, artifact_name="metrics", infer_artifact=True)
     return metrics, predictions, MarkdownString("# Evaluation on the test split\n\n" + table)
