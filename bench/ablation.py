@@ -45,10 +45,10 @@ import pandas as pd  # noqa: E402
 
 from bench_data import write_result  # noqa: E402
 from sentibridge.config import load_settings  # noqa: E402
-from sentibridge.embedding import embed_texts, load_embedder  # noqa: E402
-from sentibridge.ingest import read_dataset  # noqa: E402
-from sentibridge.retrieval import build_index  # noqa: E402
-from sentibridge.split import split_rows, subsample_per_language  # noqa: E402
+from sentibridge.augment.embedding import embed_texts, load_embedder  # noqa: E402
+from sentibridge.data.ingest import read_dataset  # noqa: E402
+from sentibridge.augment.retrieval import build_index  # noqa: E402
+from sentibridge.data.split import split_rows, subsample_per_language  # noqa: E402
 from umsab import mean, run_cli  # noqa: E402
 
 UMSAB = REPO.parent / "shared" / "data" / "umsab"

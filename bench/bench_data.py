@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sentibridge.base_model import resolve_base_model
+from sentibridge.model.base import resolve_base_model
 from sentibridge.home import resolve_home
 from sentibridge.config import ModelConfig
 from sentibridge.labels import normalise_label

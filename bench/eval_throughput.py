@@ -2,13 +2,13 @@
 
 Same model, rows, prompts and batch size, in one run:
 
-* scoring (``sentibridge.scoring``): one forward pass per batch, argmax over the label words;
+* scoring (``sentibridge.inference.scoring``): one forward pass per batch, argmax over the label words;
 * batched ``generate()`` (greedy, ``max_new_tokens=8``), answer parsed from the text;
 * ``generate()`` one row at a time.
 
 The model is the real Gemma-3-270M, by default as-is (not fine-tuned: it is a base model, so
 generation often answers with something other than a label); ``--train-steps N`` first
-fine-tunes a LoRA adapter for N steps on other rows with ``sentibridge.training``. A second
+fine-tunes a LoRA adapter for N steps on other rows with ``sentibridge.model.training``. A second
 scoring pass in fp32 shows whether bf16 changes F1.
 
     python bench/eval_throughput.py --quick
@@ -30,13 +30,13 @@ import torch  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
 
 from bench_data import load_rows, real_model_path, write_result  # noqa: E402
-from sentibridge.base_model import load_causal_lm, load_tokenizer  # noqa: E402
+from sentibridge.model.base import load_causal_lm, load_tokenizer  # noqa: E402
 from sentibridge.config import LoraConfig, ModelConfig, TrainConfig  # noqa: E402
-from sentibridge.instructions import LABEL_WORDS, SERVING_TEMPLATE, build_records, format_prompt  # noqa: E402
-from sentibridge.precision import autocast, base_dtype, default_device, resolve_precision  # noqa: E402
-from sentibridge.scoring import score_records  # noqa: E402
-from sentibridge.merge import merge_adapter
-from sentibridge.training import train_lora  # noqa: E402
+from sentibridge.model.instructions import LABEL_WORDS, SERVING_TEMPLATE, build_records, format_prompt  # noqa: E402
+from sentibridge.model.precision import autocast, base_dtype, default_device, resolve_precision  # noqa: E402
+from sentibridge.inference.scoring import score_records  # noqa: E402
+from sentibridge.model.merge import merge_adapter
+from sentibridge.model.training import train_lora  # noqa: E402
 
 _WORD = re.compile("|".join(LABEL_WORDS))
 

@@ -27,17 +27,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from bench_data import write_result  # noqa: E402
-from sentibridge.base_model import load_causal_lm, load_tokenizer, resolve_base_model  # noqa: E402
+from sentibridge.model.base import load_causal_lm, load_tokenizer, resolve_base_model  # noqa: E402
 from sentibridge.config import load_settings  # noqa: E402
-from sentibridge.evaluation import evaluate_predictions, results_table  # noqa: E402
+from sentibridge.inference.evaluation import evaluate_predictions, results_table  # noqa: E402
 from sentibridge.home import resolve_home  # noqa: E402
-from sentibridge.ingest import read_dataset  # noqa: E402
-from sentibridge.instructions import build_records  # noqa: E402
-from sentibridge.merge import merge_adapter  # noqa: E402
-from sentibridge.precision import base_dtype, default_device, resolve_precision  # noqa: E402
-from sentibridge.predict import predict_rows  # noqa: E402
-from sentibridge.split import split_rows, subsample_per_language  # noqa: E402
-from sentibridge.training import train_lora  # noqa: E402
+from sentibridge.data.ingest import read_dataset  # noqa: E402
+from sentibridge.model.instructions import build_records  # noqa: E402
+from sentibridge.model.merge import merge_adapter  # noqa: E402
+from sentibridge.model.precision import base_dtype, default_device, resolve_precision  # noqa: E402
+from sentibridge.inference.predict import predict_rows  # noqa: E402
+from sentibridge.data.split import split_rows, subsample_per_language  # noqa: E402
+from sentibridge.model.training import train_lora  # noqa: E402
 
 LIBRARIES = ("torch", "transformers", "peft", "accelerate", "tokenizers")
 
@@ -45,7 +45,7 @@ LIBRARIES = ("torch", "transformers", "peft", "accelerate", "tokenizers")
 def _validated(rows, data_cfg):
     """GE validation when GE is installed (as in the pipeline), else the rows as read."""
     try:
-        from sentibridge.validation import validate_rows
+        from sentibridge.data.validation import validate_rows
 
         result = validate_rows(rows, data_cfg)
     except ImportError:

@@ -31,11 +31,11 @@ import torch  # noqa: E402
 from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
 
 from bench_data import load_rows, real_model_path, write_result  # noqa: E402
-from sentibridge.base_model import load_causal_lm, load_tokenizer  # noqa: E402
+from sentibridge.model.base import load_causal_lm, load_tokenizer  # noqa: E402
 from sentibridge.config import LoraConfig, ModelConfig, TrainConfig  # noqa: E402
-from sentibridge.instructions import build_records  # noqa: E402
-from sentibridge.precision import base_dtype, default_device, resolve_precision  # noqa: E402
-from sentibridge.training import (  # noqa: E402
+from sentibridge.model.instructions import build_records  # noqa: E402
+from sentibridge.model.precision import base_dtype, default_device, resolve_precision  # noqa: E402
+from sentibridge.model.training import (  # noqa: E402
     add_lora,
     collate,
     encode_records,

@@ -7,7 +7,7 @@ One run, the same rows for every system we train:
   no-op); per-language macro-F1 from the CLI's JSON line;
 * TF-IDF: char_wb 2-5-grams + balanced logistic regression, one model per language (monolingual,
   like XLM-T's fastText baseline) and one for all languages, with C picked by 5-fold CV on the
-  training rows only; scored with ``sentibridge.evaluation`` so the metric is the pipeline's own;
+  training rows only; scored with ``sentibridge.inference.evaluation`` so the metric is the pipeline's own;
 * published XLM-T numbers, parsed at run time from the dataset's README (never copied here).
 
 Train and test rows come from the project's own deterministic functions (ingest, validation,
@@ -50,11 +50,11 @@ from sklearn.pipeline import Pipeline  # noqa: E402
 
 from sentibridge.config import Settings, load_settings  # noqa: E402
 from sentibridge.errors import SentibridgeError  # noqa: E402
-from sentibridge.evaluation import evaluate_predictions  # noqa: E402
-from sentibridge.ingest import read_dataset  # noqa: E402
+from sentibridge.inference.evaluation import evaluate_predictions  # noqa: E402
+from sentibridge.data.ingest import read_dataset  # noqa: E402
 from sentibridge.languages import normalise_language  # noqa: E402
-from sentibridge.split import split_rows, subsample_per_language  # noqa: E402
-from sentibridge.validation import check_quarantine_limit, validate_rows  # noqa: E402
+from sentibridge.data.split import split_rows, subsample_per_language  # noqa: E402
+from sentibridge.data.validation import check_quarantine_limit, validate_rows  # noqa: E402
 
 DEFAULT_CONFIG = "configs/umsab_cpu.yaml"
 FULL_CONFIG = "configs/umsab_full.yaml"
@@ -146,7 +146,7 @@ def tfidf_baseline(
 
     ``per_language``: one model per language, trained on that language's rows (a test language
     without training rows fails); else one model on all rows. Returns ``{"f1": {lang: f1},
-    "C": {lang or "all": C}}``; F1 is ``sentibridge.evaluation``'s, i.e. the pipeline's metric.
+    "C": {lang or "all": C}}``; F1 is ``sentibridge.inference.evaluation``'s, i.e. the pipeline's metric.
     """
     test = test.reset_index(drop=True)
     preds = np.full(len(test), -1, dtype=int)

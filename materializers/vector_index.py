@@ -10,7 +10,7 @@ from zenml.enums import ArtifactType
 from zenml.io import fileio
 from zenml.materializers.base_materializer import BaseMaterializer
 
-from sentibridge.retrieval import INDEX_FILE, META_FILE, VectorIndex
+from sentibridge.augment.retrieval import INDEX_FILE, META_FILE, VectorIndex
 
 
 class VectorIndexMaterializer(BaseMaterializer):

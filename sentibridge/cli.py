@@ -30,7 +30,7 @@ def _emit_json(payload: dict) -> None:
 
 def run_pipeline(settings: Settings, data_only: bool, schedule=None):
     """Activate the home and stack, run the pipeline, return the ZenML run (None when scheduled)."""
-    from sentibridge.dataversion import data_version
+    from sentibridge.data.version import data_version
     from sentibridge.home import activate, ensure_experiment, ensure_stack, quiet
 
     path = Path(settings.data.path)
@@ -87,7 +87,7 @@ def _step_output(run, step: str, name: str):
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from sentibridge.report import data_report_text
+    from sentibridge.data.report import data_report_text
 
     settings = _settings(args)
     started = time.perf_counter()
@@ -115,8 +115,8 @@ def _export_prepared(run, report: dict, folder: Path) -> None:
 
 def _train(settings: Settings) -> dict:
     """Run the whole pipeline, print its tables and the gate decision; return the JSON fields."""
-    from sentibridge.gate import Decision
-    from sentibridge.report import text_table
+    from sentibridge.registry.gate import Decision
+    from sentibridge.data.report import text_table
 
     started = time.perf_counter()
     run = run_pipeline(settings, data_only=False)
@@ -165,7 +165,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _registry(settings: Settings):
     """(MLflow client, model name, lock folder) of the active home."""
-    from sentibridge import registry
+    from sentibridge.registry import promotion as registry
     from sentibridge.home import activate
 
     home = activate()
@@ -173,8 +173,8 @@ def _registry(settings: Settings):
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from sentibridge import registry
-    from sentibridge.dataversion import data_version
+    from sentibridge.registry import promotion as registry
+    from sentibridge.data.version import data_version
     from sentibridge.schedule import retrain_reason
 
     settings = _settings(args)
@@ -200,8 +200,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from sentibridge import registry
-    from sentibridge.report import text_table
+    from sentibridge.registry import promotion as registry
+    from sentibridge.data.report import text_table
 
     client, name, _ = _registry(_settings(args))
     versions = registry.list_versions(client, name)
@@ -219,7 +219,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from sentibridge import registry
+    from sentibridge.registry import promotion as registry
 
     settings = _settings(args)
     client, name, locks = _registry(settings)
@@ -232,7 +232,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from sentibridge import registry
+    from sentibridge.registry import promotion as registry
 
     settings = _settings(args)
     client, name, locks = _registry(settings)
@@ -247,7 +247,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def _zenml_production(settings: Settings, version: str) -> str:
     """Keep the ZenML Model's production stage on the MLflow champion (text for the message)."""
     from sentibridge.home import ensure_stack, quiet, resolve_home
-    from sentibridge.registry import set_zenml_production
+    from sentibridge.registry.promotion import set_zenml_production
 
     ensure_stack(resolve_home())
     with quiet():
@@ -258,9 +258,9 @@ def _zenml_production(settings: Settings, version: str) -> str:
 def cmd_predict(args: argparse.Namespace) -> int:
     import mlflow
 
-    from sentibridge import registry
-    from sentibridge.instructions import LABEL_WORDS
-    from sentibridge.prediction_io import read_prediction_input, write_predictions
+    from sentibridge.registry import promotion as registry
+    from sentibridge.model.instructions import LABEL_WORDS
+    from sentibridge.inference.files import read_prediction_input, write_predictions
 
     settings = _settings(args)
     rows = read_prediction_input(Path(args.input))

@@ -85,8 +85,8 @@ def log_and_register_model(merged_dir: Path, model_name: str, tags: dict[str, st
     from mlflow.types import ColSpec, Schema
 
     import sentibridge
-    from sentibridge import mlflow_model
-    from sentibridge.serving import ARTIFACT_KEY, OUTPUT_COLUMNS
+    from sentibridge.inference import mlflow_model
+    from sentibridge.inference.serving import ARTIFACT_KEY, OUTPUT_COLUMNS
 
     signature = ModelSignature(
         inputs=Schema([ColSpec("string", "text"), ColSpec("string", "language", required=False)]),

@@ -12,18 +12,18 @@ from zenml.types import MarkdownString
 
 from materializers.vector_index import VectorIndexMaterializer
 from sentibridge import tracking
-from sentibridge.augmentation import ORIGINS, augment_train, report_markdown
+from sentibridge.augment.augmentation import ORIGINS, augment_train, report_markdown
 from sentibridge.config import Settings
-from sentibridge.embedding import embedder_function
+from sentibridge.augment.embedding import embedder_function
 from sentibridge.home import resolve_home
-from sentibridge.ingest import read_unlabelled
-from sentibridge.retrieval import VectorIndex
+from sentibridge.data.ingest import read_unlabelled
+from sentibridge.augment.retrieval import VectorIndex
 
 
 def _labeler(settings: Settings):
     """Pool rows -> (N, 3) label probabilities from the configured model (loaded on first use)."""
-    from sentibridge.base_model import resolve_base_model
-    from sentibridge.predict import predict_with
+    from sentibridge.model.base import resolve_base_model
+    from sentibridge.inference.predict import predict_with
 
     def label(pool: pd.DataFrame) -> np.ndarray:
         name = settings.augment.self_alignment.labeler

@@ -10,8 +10,8 @@ import pandas as pd
 from zenml import log_metadata, step
 
 from sentibridge.config import Settings
-from sentibridge.demonstrations import build_store
-from sentibridge.embedding import embedder_function
+from sentibridge.augment.demonstrations import build_store
+from sentibridge.augment.embedding import embedder_function
 from sentibridge.home import resolve_home
 
 

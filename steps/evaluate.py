@@ -13,17 +13,17 @@ from zenml import log_metadata, step
 from zenml.types import MarkdownString
 
 from sentibridge import tracking
-from sentibridge.base_model import resolve_base_model
+from sentibridge.model.base import resolve_base_model
 from sentibridge.config import Settings
-from sentibridge.demonstrations import DemonstrationStore
-from sentibridge.embedding import embedder_function
-from sentibridge.evaluation import evaluate_predictions, plot_confusion_matrices, plot_f1_by_language, results_table
-from sentibridge.gate import fingerprint_rows
+from sentibridge.augment.demonstrations import DemonstrationStore
+from sentibridge.augment.embedding import embedder_function
+from sentibridge.inference.evaluation import evaluate_predictions, plot_confusion_matrices, plot_f1_by_language, results_table
+from sentibridge.registry.gate import fingerprint_rows
 from sentibridge.home import resolve_home
-from sentibridge.merge import merge_adapter
-from sentibridge.precision import default_device, resolve_precision
-from sentibridge.predict import predict_with
-from sentibridge.split import subsample_per_language
+from sentibridge.model.merge import merge_adapter
+from sentibridge.model.precision import default_device, resolve_precision
+from sentibridge.inference.predict import predict_with
+from sentibridge.data.split import subsample_per_language
 
 
 @step(experiment_tracker=True, enable_cache=False)

@@ -10,12 +10,13 @@ from zenml import get_step_context, log_metadata, step
 from zenml.enums import ModelStages
 from zenml.types import MarkdownString
 
-from sentibridge import registry, tracking
-from sentibridge.base_model import resolve_base_model
+from sentibridge.registry import promotion as registry
+from sentibridge import tracking
+from sentibridge.model.base import resolve_base_model
 from sentibridge.config import Settings
-from sentibridge.gate import ChampionRecord, Decision, Reference, choose_reference, gate_predictions
+from sentibridge.registry.gate import ChampionRecord, Decision, Reference, choose_reference, gate_predictions
 from sentibridge.home import resolve_home
-from sentibridge.predict import predict_with
+from sentibridge.inference.predict import predict_with
 
 
 def _rows_of(predictions: pd.DataFrame, test_rows: pd.DataFrame) -> pd.DataFrame:

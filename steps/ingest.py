@@ -8,8 +8,8 @@ import pandas as pd
 from zenml import log_metadata, step
 
 from sentibridge.config import DataConfig
-from sentibridge.ingest import read_dataset
-from sentibridge.validation import validate_rows
+from sentibridge.data.ingest import read_dataset
+from sentibridge.data.validation import validate_rows
 
 
 @step
@@ -22,7 +22,7 @@ def ingest(
 ]:
     """Rows that passed validation, rows that did not (with reasons), and the counts.
 
-    ``version`` (from ``sentibridge.dataversion``) is a parameter so that ZenML's cache key
+    ``version`` (from ``sentibridge.data.version``) is a parameter so that ZenML's cache key
     changes with the data, not only with the path.
     """
     result = validate_rows(read_dataset(data_path), data)

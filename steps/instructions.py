@@ -10,12 +10,12 @@ import pandas as pd
 from zenml import step
 
 from materializers.records import InstructionRecords
-from sentibridge.base_model import load_tokenizer, resolve_base_model
+from sentibridge.model.base import load_tokenizer, resolve_base_model
 from sentibridge.config import ModelConfig
-from sentibridge.demonstrations import DemonstrationStore, demonstrations_for
-from sentibridge.embedding import embedder_function
+from sentibridge.augment.demonstrations import DemonstrationStore, demonstrations_for
+from sentibridge.augment.embedding import embedder_function
 from sentibridge.home import resolve_home
-from sentibridge.instructions import build_records, export_llamafactory
+from sentibridge.model.instructions import build_records, export_llamafactory
 
 
 @step

@@ -12,11 +12,11 @@ import torch
 from zenml import log_metadata, step
 
 from sentibridge import tracking
-from sentibridge.base_model import resolve_base_model
+from sentibridge.model.base import resolve_base_model
 from sentibridge.config import Settings
-from sentibridge.demonstrations import STORE_DIR
+from sentibridge.augment.demonstrations import STORE_DIR
 from sentibridge.home import resolve_home
-from sentibridge.merge import merge_adapter
+from sentibridge.model.merge import merge_adapter
 
 
 @step(experiment_tracker=True, enable_cache=False)

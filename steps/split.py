@@ -8,11 +8,11 @@ import pandas as pd
 from zenml import log_metadata, step
 from zenml.types import MarkdownString
 
-from sentibridge.augmentation import holdout_keys
+from sentibridge.augment.augmentation import holdout_keys
 from sentibridge.config import DataConfig, SplitConfig
-from sentibridge.report import data_report_markdown
-from sentibridge.split import split_rows
-from sentibridge.validation import check_quarantine_limit
+from sentibridge.data.report import data_report_markdown
+from sentibridge.data.split import split_rows
+from sentibridge.data.validation import check_quarantine_limit
 
 
 @step

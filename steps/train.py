@@ -13,11 +13,11 @@ from zenml import log_metadata, step
 
 from materializers.records import InstructionRecords
 from sentibridge import tracking
-from sentibridge.base_model import load_causal_lm, load_tokenizer, resolve_base_model
+from sentibridge.model.base import load_causal_lm, load_tokenizer, resolve_base_model
 from sentibridge.config import Settings
 from sentibridge.home import resolve_home
-from sentibridge.precision import base_dtype, default_device, resolve_precision
-from sentibridge.training import train_lora
+from sentibridge.model.precision import base_dtype, default_device, resolve_precision
+from sentibridge.model.training import train_lora
 
 
 def run_key(settings: Settings, data_version: str) -> str:

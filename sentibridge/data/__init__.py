@@ -1,0 +1,1 @@
+"""Data in: reading, validation, data versions, splitting and the data report."""

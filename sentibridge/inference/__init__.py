@@ -1,0 +1,1 @@
+"""Prediction: label scoring, batch prediction files, evaluation and the served MLflow model."""

@@ -1,0 +1,88 @@
+"""MLflow pyfunc wrapper: a DataFrame of texts in, labels and label probabilities out.
+
+The only domain module that imports mlflow: it exists to be logged as an MLflow model.
+Log it with ``artifacts={"merged_model": <folder from merge.merge_adapter>}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import pandas as pd
+import torch
+
+from sentibridge.model.base import load_causal_lm, load_tokenizer
+from sentibridge.config import ModelConfig
+from sentibridge.augment.demonstrations import load_for_model
+from sentibridge.model.instructions import LABEL_WORDS
+from sentibridge.model.merge import read_merged_config
+from sentibridge.model.precision import base_dtype, default_device, resolve_precision
+from sentibridge.inference.predict import predict_rows
+
+ARTIFACT_KEY = "merged_model"
+OUTPUT_COLUMNS = ["label", "label_id", *(f"score_{w}" for w in LABEL_WORDS)]
+
+
+class SentimentModel(mlflow.pyfunc.PythonModel):
+    """Scores ``text`` (and optional ``language``, an ISO 639-1 code) against the label words.
+
+    Output columns: ``label`` (word), ``label_id`` (0/1/2) and ``score_negative``,
+    ``score_neutral``, ``score_positive`` (probabilities over the three labels, summing to 1).
+    """
+
+    def __init__(self) -> None:
+        self.model = None
+        self.tokenizer = None
+        self.device = torch.device("cpu")
+        self.precision = "fp32"
+        self.max_length = ModelConfig().max_length
+        self.batch_size = 16
+        self.store = None
+        self.embed = None
+
+    def load_context(self, context: Any) -> None:
+        self.load(Path(context.artifacts[ARTIFACT_KEY]))
+
+    def load(self, folder: Path, precision: str = "auto") -> "SentimentModel":
+        """Load a merged folder directly (what ``load_context`` does inside MLflow)."""
+        config = read_merged_config(folder)
+        model_section = config.get("model", {})
+        self.max_length = int(model_section.get("max_length", self.max_length))
+        self.batch_size = int(config.get("eval", {}).get("batch_size", self.batch_size))
+        # Weights are local; trust_remote_code stays as the run was configured.
+        model_cfg = ModelConfig(
+            base=str(folder), max_length=self.max_length, trust_remote_code=bool(model_section.get("trust_remote_code", False))
+        )
+        self.device = default_device()
+        self.precision = resolve_precision(precision, self.device)
+        self.tokenizer = load_tokenizer(str(folder), model_cfg)
+        self.model = load_causal_lm(str(folder), model_cfg, self.device, base_dtype(self.precision))
+        self.store, self.embed = load_for_model(folder)
+        return self
+
+    def predict_rows(self, rows: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
+        """``predict.predict_rows`` with this model, its prompt settings and its demonstrations."""
+        if self.model is None:
+            raise RuntimeError("SentimentModel used before load_context/load")
+        return predict_rows(
+            self.model, self.tokenizer, rows, self.max_length, self.batch_size, self.device, self.precision,
+            progress=progress, store=self.store, embed=self.embed,
+        )
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        if "text" not in model_input.columns:
+            raise ValueError("input needs a 'text' column")
+        frame = pd.DataFrame(
+            {
+                "id": [str(i) for i in range(len(model_input))],
+                "text": model_input["text"].astype(str).tolist(),
+                "language": model_input["language"].tolist() if "language" in model_input.columns else None,
+            }
+        )
+        scored = self.predict_rows(frame, progress=False)
+        out = scored[[f"score_{w}" for w in LABEL_WORDS]].set_axis(model_input.index)
+        out.insert(0, "label_id", scored["pred"].to_numpy())
+        out.insert(0, "label", [LABEL_WORDS[k] for k in scored["pred"]])
+        return out[OUTPUT_COLUMNS]

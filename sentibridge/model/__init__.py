@@ -1,0 +1,1 @@
+"""The LLM: base model loading, instruction records, LoRA training, merging, precision."""

@@ -1,0 +1,1 @@
+"""After evaluation: the promotion gate and the MLflow model registry."""

@@ -1,0 +1,204 @@
+"""The model registry at the edge: MLflow aliases, promotion under a lock, rollback, listing.
+
+``champion`` is the version users get; a candidate that does not pass the gate gets
+``challenger``. Each champion carries a ``previous_champion`` tag naming the version it
+replaced, so ``rollback`` can walk back one step at a time.
+
+Two pipelines finishing at once must not both become champion. Promotion runs under a file
+lock in the sentibridge home and re-reads the alias inside it (compare-and-set): if the
+champion moved since the gate looked, the gate decides again against the new one before
+anything is written. The lock covers every process that shares the home (one machine, or a
+shared filesystem).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+from mlflow.exceptions import MlflowException
+
+from sentibridge.errors import SentibridgeError
+
+if TYPE_CHECKING:  # the gate pulls in sklearn and matplotlib; `retrain` only reads aliases
+    from sentibridge.registry.gate import Decision
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+def client(tracking_uri: str | None = None) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(tracking_uri=tracking_uri)
+
+
+def alias_version(mlflow_client: mlflow.MlflowClient, name: str, alias: str) -> Any | None:
+    """The model version behind ``alias``, or None when the alias (or the model) does not exist."""
+    try:
+        return mlflow_client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+@contextlib.contextmanager
+def promotion_lock(lock_dir: Path, name: str, timeout_s: float = 600.0) -> Iterator[None]:
+    """An exclusive lock per registered model, shared by every process using this home."""
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with (lock_dir / f"{name}.lock").open("w") as handle:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SentibridgeError(f"another promotion of '{name}' holds {lock_dir}/{name}.lock") from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _now(seconds: float | None = None) -> str:
+    """UTC ISO time of ``seconds`` since the epoch (default: now)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def _make_champion(mlflow_client: mlflow.MlflowClient, name: str, version: str, previous: str | None) -> None:
+    if previous and previous != version:
+        mlflow_client.set_model_version_tag(name, version, "previous_champion", previous)
+        mlflow_client.set_model_version_tag(name, previous, "retired_at", _now())
+    mlflow_client.set_registered_model_alias(name, CHAMPION, version)
+    challenger = alias_version(mlflow_client, name, CHALLENGER)
+    if challenger is not None and str(challenger.version) == version:
+        mlflow_client.delete_registered_model_alias(name, CHALLENGER)
+    mlflow_client.set_model_version_tag(name, version, "promoted_at", _now())
+
+
+def apply_decision(
+    mlflow_client: mlflow.MlflowClient,
+    name: str,
+    candidate: str,
+    decision: Decision,
+    lock_dir: Path,
+    redecide: Callable[[str], Decision],
+) -> Decision:
+    """Move ``champion`` (or ``challenger``) for ``candidate`` as ``decision`` says.
+
+    Compare-and-set: inside the lock the champion is read again; if it is no longer the version
+    ``decision`` was made against, ``redecide(new_champion_version)`` decides again first.
+    """
+    with promotion_lock(lock_dir, name):
+        current = alias_version(mlflow_client, name, CHAMPION)
+        current_version = str(current.version) if current is not None else None
+        if current_version != decision.champion_version and current_version is not None:
+            decision = redecide(current_version)
+            decision.reasons.append(
+                f"the champion moved to v{current_version} while this run was gated, so it was compared again"
+            )
+        if decision.promote:
+            _make_champion(mlflow_client, name, candidate, current_version)
+        else:
+            mlflow_client.set_registered_model_alias(name, CHALLENGER, candidate)
+        mlflow_client.set_model_version_tag(name, candidate, "gate", "promoted" if decision.promote else "rejected")
+        mlflow_client.set_model_version_tag(name, candidate, "gate_decision", json.dumps(decision.to_dict())[:5000])
+    return decision
+
+
+def promote(mlflow_client: mlflow.MlflowClient, name: str, version: str, reason: str, lock_dir: Path) -> str | None:
+    """Manual override: make ``version`` champion; returns the version it replaced."""
+    require_version(mlflow_client, name, version)
+    with promotion_lock(lock_dir, name):
+        current = alias_version(mlflow_client, name, CHAMPION)
+        previous = str(current.version) if current is not None else None
+        _make_champion(mlflow_client, name, version, previous)
+        mlflow_client.set_model_version_tag(name, version, "gate", "manual")
+        mlflow_client.set_model_version_tag(name, version, "manual_promotion", json.dumps(
+            {"reason": reason, "by": _user(), "at": _now(), "replaced": previous}
+        ))
+    return previous
+
+
+def rollback(mlflow_client: mlflow.MlflowClient, name: str, lock_dir: Path) -> tuple[str, str]:
+    """Move ``champion`` back to the version the current champion replaced: (from, to)."""
+    with promotion_lock(lock_dir, name):
+        current = alias_version(mlflow_client, name, CHAMPION)
+        if current is None:
+            raise SentibridgeError(f"'{name}' has no champion to roll back")
+        target = current.tags.get("previous_champion")
+        if not target:
+            raise SentibridgeError(f"champion v{current.version} of '{name}' replaced no earlier version; nothing to roll back to")
+        require_version(mlflow_client, name, target)
+        mlflow_client.set_registered_model_alias(name, CHAMPION, target)
+        mlflow_client.set_model_version_tag(name, str(current.version), "rolled_back", json.dumps({"by": _user(), "at": _now(), "to": target}))
+        mlflow_client.set_registered_model_alias(name, CHALLENGER, str(current.version))
+    return str(current.version), target
+
+
+def require_version(mlflow_client: mlflow.MlflowClient, name: str, version: str) -> None:
+    try:
+        mlflow_client.get_model_version(name, str(version))
+    except MlflowException:
+        raise SentibridgeError(f"'{name}' has no version {version}") from None
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry inside some containers
+        return "unknown"
+
+
+def list_versions(mlflow_client: mlflow.MlflowClient, name: str) -> list[dict[str, Any]]:
+    """Every version, newest first: aliases, scores, data version, creation time, gate outcome."""
+    try:
+        versions = mlflow_client.search_model_versions(f"name='{name}'")
+        # Searches leave ``aliases`` empty on some stores; the registered model has them all.
+        by_version: dict[str, list[str]] = {}
+        for alias, version in (mlflow_client.get_registered_model(name).aliases or {}).items():
+            by_version.setdefault(str(version), []).append(alias)
+    except MlflowException:
+        return []
+    rows = []
+    for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        tags = v.tags or {}
+        f1 = tags.get("f1_macro_avg")
+        rows.append(
+            {
+                "version": str(v.version),
+                "aliases": sorted(by_version.get(str(v.version), [])),
+                "f1_macro_avg": float(f1) if f1 else None,
+                "per_language": json.loads(tags.get("per_language_f1", "{}")),
+                "data_version": tags.get("data_version"),
+                "created": _now(v.creation_timestamp / 1000),
+                "gate": tags.get("gate"),
+            }
+        )
+    return rows
+
+
+def set_zenml_production(model_name: str, mlflow_version: str) -> str | None:
+    """Put the ZenML Model version linked to ``mlflow_version`` in production (archiving the old).
+
+    Returns the ZenML version name, or None when no ZenML version carries that link.
+    """
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    zenml_client = Client()
+    try:
+        versions = zenml_client.list_model_versions(model_name_or_id=model_name, size=1000).items
+    except KeyError:
+        return None
+    for version in versions:
+        if str(version.run_metadata.get("mlflow_model_version")) == str(mlflow_version):
+            version.set_stage(ModelStages.PRODUCTION, force=True)
+            return version.name
+    return None

@@ -1,0 +1,82 @@
+"""The FAISS index (exact and approximate, round trip through the ZenML materializer) and the
+content-hash embedding cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sentibridge.augment.embedding import EmbeddingCache, embed_texts
+from sentibridge.augment.retrieval import VectorIndex, build_index
+
+
+def _unit(n: int, dim: int = 8, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("exact_max_rows,approximate,kind", [(100, "hnsw", "flat-ip"), (10, "hnsw", "hnsw-ip"), (10, "ivf", "ivf-ip")])
+def test_index_finds_each_vector_itself(exact_max_rows, approximate, kind):
+    vectors = _unit(60)
+    index = build_index(vectors, [f"r{i}" for i in range(60)], exact_max_rows, approximate)
+    assert index.kind == kind and len(index) == 60 and index.dim == 8
+    sims, positions = index.search(vectors[:5], 3)
+    assert positions[:, 0].tolist() == [0, 1, 2, 3, 4]
+    np.testing.assert_allclose(sims[:, 0], 1.0, atol=1e-5)
+
+
+def test_empty_index_searches_to_nothing():
+    index = build_index(np.zeros((0, 4), np.float32), [], dim=4)
+    sims, positions = index.search(_unit(2, 4), 5)
+    assert sims.shape == (2, 0) and positions.shape == (2, 0)
+
+
+def test_index_round_trips_through_the_materializer(tmp_path):
+    from materializers.vector_index import VectorIndexMaterializer
+
+    vectors = _unit(20)
+    index = build_index(vectors, [f"r{i}" for i in range(20)], metadata={"embedder": "tiny"})
+    uri = tmp_path / "artifact"
+    uri.mkdir()
+    materializer = VectorIndexMaterializer(str(uri))
+    materializer.save(index)
+    assert sorted(p.name for p in uri.iterdir()) == ["index.faiss", "index.json"]  # no pickle
+    loaded = materializer.load(VectorIndex)
+    assert loaded.ids == index.ids and loaded.kind == index.kind and loaded.metadata == {"embedder": "tiny"}
+    np.testing.assert_array_equal(loaded.search(vectors, 4)[1], index.search(vectors, 4)[1])
+    assert materializer.extract_metadata(loaded)["vectors"] == 20
+
+
+class _CountingModel:
+    """Stands in for a SentenceTransformer: counts the texts it encodes."""
+
+    device = "cpu"
+
+    def __init__(self) -> None:
+        self.encoded: list[str] = []
+
+    def encode(self, texts, **_kwargs) -> np.ndarray:
+        self.encoded.extend(texts)
+        return np.stack([_unit(1, 4, seed=len(t))[0] for t in texts])
+
+
+def test_cache_embeds_only_new_texts(tmp_path):
+    model = _CountingModel()
+    first = embed_texts(["a", "bb", "a"], "tiny", tmp_path, model=model, progress=False)
+    assert sorted(model.encoded) == ["a", "bb"]  # a repeated text is embedded once
+    again = embed_texts(["bb", "a", "ccc"], "tiny", tmp_path, model=model, progress=False)
+    assert sorted(model.encoded) == ["a", "bb", "ccc"]  # only "ccc" was new
+    np.testing.assert_array_equal(again[0], first[1])
+    np.testing.assert_array_equal(again[1], first[0])
+    # Another embedder never reuses these vectors.
+    embed_texts(["a"], "other", tmp_path, model=model, progress=False)
+    assert model.encoded.count("a") == 2
+
+
+def test_cache_shards_are_plain_arrays(tmp_path):
+    cache = EmbeddingCache(tmp_path)
+    cache.store(["k1", "k2"], _unit(2, 4))
+    (shard,) = tmp_path.glob("*.npz")
+    with np.load(shard, allow_pickle=False) as data:  # would raise on object arrays
+        assert data["vectors"].dtype == np.float32
+    assert set(cache.lookup(["k1", "zz"])) == {"k1"}

@@ -1,0 +1,288 @@
+"""Prediction file I/O: every input record is one row in file order, bad ones marked not dropped;
+whole-file mistakes raise DataError; outputs read back equal in every format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sentibridge.errors import DataError
+from sentibridge.inference.files import INPUT_COLUMNS, read_prediction_input, write_predictions
+
+
+def _write(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8", newline="")
+    return path
+
+
+def _records(frame: pd.DataFrame) -> list[tuple]:
+    return list(frame.itertuples(index=False, name=None))
+
+
+# --- reading: each format -------------------------------------------------------------
+
+
+def test_csv_reads_ids_texts_languages_and_ignores_extra_columns(tmp_path):
+    path = _write(tmp_path, "in.CSV", 'id,extra,text,language\na1,x,"Hello, ""world""",EN\na2,y,"two\nlines",\n')
+    frame = read_prediction_input(path)
+    assert list(frame.columns) == INPUT_COLUMNS
+    assert frame["row"].dtype == "int64"
+    assert _records(frame) == [
+        (0, "a1", 'Hello, "world"', "en", None),
+        (1, "a2", "two\nlines", None, None),
+    ]
+
+
+def test_tsv_without_id_or_language_columns(tmp_path):
+    path = _write(tmp_path, "in.tsv", "text\tscore\n  spaced text  \t1\nsecond, with comma\t2\n")
+    assert _records(read_prediction_input(path)) == [
+        (0, "0", "  spaced text  ", None, None),
+        (1, "1", "second, with comma", None, None),
+    ]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".ndjson", ".JSONL"])
+def test_jsonl_reads_ids_texts_languages(tmp_path, suffix):
+    lines = [{"id": 7, "text": "héllo 👋", "language": "FR"}, {"text": " keep me ", "other": [1]}]
+    path = _write(tmp_path, f"in{suffix}", "".join(json.dumps(line) + "\n" for line in lines))
+    assert _records(read_prediction_input(path)) == [
+        (0, "7", "héllo 👋", "fr", None),
+        (1, "1", " keep me ", None, None),
+    ]
+
+
+def test_txt_keeps_blank_lines_as_error_rows_and_ignores_the_final_newline(tmp_path):
+    path = _write(tmp_path, "in.txt", "first\r\n\n   \nlast, \"quoted\"\n")
+    assert _records(read_prediction_input(path)) == [
+        (0, "0", "first", None, None),
+        (1, "1", None, None, "empty text"),
+        (2, "2", None, None, "empty text"),
+        (3, "3", 'last, "quoted"', None, None),
+    ]
+
+
+def test_txt_without_final_newline_keeps_the_last_line(tmp_path):
+    path = _write(tmp_path, "in.txt", "a\nb")
+    assert read_prediction_input(path)["text"].tolist() == ["a", "b"]
+
+
+def test_custom_column_names(tmp_path):
+    path = _write(tmp_path, "in.csv", "body,lang\nhola,es\n")
+    frame = read_prediction_input(path, text_column="body", language_column="lang")
+    assert _records(frame) == [(0, "0", "hola", "es", None)]
+
+
+# --- reading: bad rows are kept, in order ---------------------------------------------
+
+
+def test_malformed_jsonl_rows_are_kept_in_order_with_their_error(tmp_path):
+    content = (
+        b'{"text": "good"}\n'
+        b"{not json\n"
+        b"[1, 2]\n"
+        b'{"text": 3}\n'
+        b'{"text": ["a"]}\n'
+        b'{"text": null}\n'
+        b'{"id": "x"}\n'
+        b'{"text": "  \\t "}\n'
+        b'{"text": "ok", "language": 5}\n'
+        b'{"text": "\xff\xfe"}\n'
+        b"\n"
+        b'{"text": "last", "language": "de"}\n'
+    )
+    frame = read_prediction_input(_write(tmp_path, "in.jsonl", content))
+    assert frame["row"].tolist() == list(range(12))
+    errors = frame["error"].tolist()
+    assert errors[0] is None and errors[-1] is None
+    assert errors[1].startswith("invalid JSON: ")
+    assert errors[2:10] == [
+        "not a JSON object",
+        "text is not a string",
+        "text is not a string",
+        "missing text",
+        "missing text",
+        "empty text",
+        "language is not a string",
+        "not UTF-8",
+    ]
+    assert errors[10].startswith("invalid JSON")
+    assert frame["id"].tolist()[6] == "x"
+    assert frame["text"].tolist() == ["good"] + [None] * 10 + ["last"]
+    assert frame["language"].tolist()[-1] == "de"
+
+
+def test_malformed_csv_rows_are_kept_in_order_with_their_error(tmp_path):
+    path = _write(tmp_path, "in.csv", "id,language,text\n1,en,fine\n2,en\n3,en,   \n\n5,english,words\n6,,ok\n")
+    assert _records(read_prediction_input(path)) == [
+        (0, "1", "fine", "en", None),
+        (1, "2", None, None, "missing text"),
+        (2, "3", None, None, "empty text"),
+        (3, "3", None, None, "empty text"),
+        (4, "5", None, None, "unknown language code 'english'"),
+        (5, "6", "ok", None, None),
+    ]
+
+
+def test_na_and_null_texts_stay_texts_in_csv(tmp_path):
+    path = _write(tmp_path, "in.csv", "text,language\nNA,en\nnull,en\nNaN,en\nNone,en\n")
+    frame = read_prediction_input(path)
+    assert frame["text"].tolist() == ["NA", "null", "NaN", "None"]
+    assert frame["error"].isna().all()
+
+
+@pytest.mark.parametrize(
+    ("written", "language", "error"),
+    [
+        ("  EN ", "en", None),
+        ("pt", "pt", None),
+        ("FIL", "fil", None),
+        ("", None, None),
+        ("   ", None, None),
+        ("english", None, "unknown language code 'english'"),
+        ("xx1", None, "unknown language code 'xx1'"),
+        ("pt-br", None, "unknown language code 'pt-br'"),
+    ],
+)
+def test_language_normalisation(tmp_path, written, language, error):
+    path = _write(tmp_path, "in.jsonl", json.dumps({"text": "t", "language": written}) + "\n")
+    (record,) = _records(read_prediction_input(path))
+    assert record[3:] == (language, error)
+    assert record[2] == (None if error else "t")
+
+
+# --- reading: whole-file mistakes ------------------------------------------------------
+
+
+def test_csv_without_text_column_names_the_columns(tmp_path):
+    path = _write(tmp_path, "in.csv", "id,body,lang\n1,hello,en\n")
+    with pytest.raises(DataError, match=r"no 'text' column \(columns: id, body, lang\)"):
+        read_prediction_input(path)
+
+
+def test_unsupported_input_suffix_names_the_supported_ones(tmp_path):
+    path = _write(tmp_path, "in.xlsx", "text\nhello\n")
+    with pytest.raises(DataError, match=r"unsupported input format '\.xlsx'.*\.csv.*\.jsonl.*\.txt"):
+        read_prediction_input(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match="file not found"):
+        read_prediction_input(tmp_path / "nope.csv")
+
+
+@pytest.mark.parametrize("name", ["in.csv", "in.tsv", "in.txt"])
+def test_non_utf8_delimited_or_txt_file_is_a_data_error(tmp_path, name):
+    path = _write(tmp_path, name, "text\ncaf\u00e9\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8 text") as info:
+        read_prediction_input(path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("name", "content"), [("in.csv", ""), ("in.csv", "text,language\n"), ("in.jsonl", ""), ("in.txt", "")])
+def test_empty_file_gives_an_empty_table(tmp_path, name, content):
+    frame = read_prediction_input(_write(tmp_path, name, content))
+    assert list(frame.columns) == INPUT_COLUMNS
+    assert len(frame) == 0
+
+
+def test_utf8_bom_is_not_part_of_the_first_column_name(tmp_path):
+    path = _write(tmp_path, "in.csv", "\ufefftext\nhello\n".encode())
+    assert read_prediction_input(path)["text"].tolist() == ["hello"]
+
+
+# --- writing ---------------------------------------------------------------------------
+
+
+def _predictions() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "row": pd.Series([0, 1, 2], dtype="int64"),
+            "id": pd.Series(["a", "b", "c"], dtype=object),
+            "text": pd.Series(['héllo, "wörld"', None, "line\nbreak"], dtype=object),
+            "label": pd.Series(["positive", None, "negative"], dtype=object),
+            "score": [0.123456789012345, np.nan, 1.0],
+        }
+    )
+
+
+def _read_back(path: Path) -> pd.DataFrame:
+    suffix = path.suffix
+    if suffix in (".csv", ".tsv"):
+        frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype={"id": str, "text": str, "label": str})
+    elif suffix == ".jsonl":
+        frame = pd.read_json(path, lines=True, dtype={"id": str})
+    elif suffix == ".json":
+        frame = pd.DataFrame(json.loads(path.read_text(encoding="utf-8")))
+    else:
+        frame = pd.read_parquet(path)
+    return frame
+
+
+def _normalised(frame: pd.DataFrame) -> pd.DataFrame:
+    """Same values, whatever missing marker and string dtype a reader picked."""
+    return frame.astype({"row": "int64", "score": "float64"}).astype(
+        {c: object for c in ("id", "text", "label")}
+    ).pipe(lambda f: f.where(f.notna(), None))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".json", ".parquet"])
+def test_write_predictions_reads_back_equal(tmp_path, suffix):
+    path = tmp_path / "deep" / "er" / f"out{suffix}"
+    assert write_predictions(_predictions(), path) == path
+    pd.testing.assert_frame_equal(_normalised(_read_back(path)), _normalised(_predictions()))
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left
+
+
+def test_missing_values_are_empty_cells_and_json_nulls(tmp_path):
+    csv_text = write_predictions(_predictions(), tmp_path / "out.csv").read_text(encoding="utf-8")
+    assert csv_text.splitlines()[2] == "1,b,,,"
+    jsonl = write_predictions(_predictions(), tmp_path / "out.jsonl").read_text(encoding="utf-8")
+    assert json.loads(jsonl.splitlines()[1]) == {"row": 1, "id": "b", "text": None, "label": None, "score": None}
+    assert "héllo" in jsonl  # ensure_ascii=False
+    array = json.loads(write_predictions(_predictions(), tmp_path / "out.json").read_text(encoding="utf-8"))
+    assert [record["score"] for record in array] == [0.123456789012345, None, 1.0]
+
+
+def test_write_predictions_replaces_an_existing_file(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text("old\n", encoding="utf-8")
+    write_predictions(_predictions().head(1), path)
+    assert json.loads(path.read_text(encoding="utf-8"))["id"] == "a"
+
+
+def test_write_empty_json_is_an_empty_array(tmp_path):
+    path = write_predictions(_predictions().head(0), tmp_path / "out.json")
+    assert json.loads(path.read_text(encoding="utf-8")) == []
+
+
+def test_unsupported_output_suffix(tmp_path):
+    with pytest.raises(DataError, match=r"unsupported output format '\.xlsx'"):
+        write_predictions(_predictions(), tmp_path / "out.xlsx")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- property ----------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(st.text(), max_size=20))
+def test_jsonl_texts_round_trip(tmp_path, texts):
+    path = tmp_path / "prop.jsonl"
+    path.write_text("".join(json.dumps({"text": text}) + "\n" for text in texts), encoding="utf-8")
+    frame = read_prediction_input(path)
+    assert len(frame) == len(texts)
+    for text, got, error in zip(texts, frame["text"], frame["error"]):
+        if text.strip():
+            assert (got, error) == (text, None)
+        else:
+            assert (got, error) == (None, "empty text")

@@ -1,0 +1,147 @@
+"""Registry aliases on a real MLflow (SQLite): promotion under two processes, manual promote, rollback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from sentibridge.registry import promotion as registry
+from sentibridge.config import GateConfig
+from sentibridge.errors import SentibridgeError
+from sentibridge.registry.gate import decide
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def mlflow_db(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = registry.client(uri)
+    return uri, client, root
+
+
+def _versions(client, root: Path, name: str, scores: list[dict]) -> list[str]:
+    client.create_registered_model(name)
+    out = []
+    for k, per_language in enumerate(scores):
+        source = root / name / str(k)
+        source.mkdir(parents=True)
+        version = client.create_model_version(name, source.as_uri(), tags={
+            "per_language_f1": json.dumps(per_language), "f1_macro_avg": str(sum(per_language.values()) / len(per_language)),
+            "data_version": "abc.dir",
+        })
+        out.append(str(version.version))
+    return out
+
+
+def _aliases(client, name: str) -> dict[str, str]:
+    return {v["version"]: ",".join(v["aliases"]) for v in registry.list_versions(client, name)}
+
+
+_RACER = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    from sentibridge.registry import promotion as registry
+    from sentibridge.config import GateConfig
+    from sentibridge.registry.gate import decide
+
+    uri, name, version, lock_dir, barrier = sys.argv[1:]
+    client = registry.client(uri)
+    mine = json.loads(client.get_model_version(name, version).tags["per_language_f1"])
+    assert registry.alias_version(client, name, "champion") is None
+    decision = decide(mine, {"en": 0.5, "hi": 0.4}, GateConfig(), "base_zero_shot", version, None)
+    # Both processes have now decided against "no champion"; only then may either write.
+    Path(barrier, version).touch()
+    while len(list(Path(barrier).iterdir())) < 2:
+        time.sleep(0.02)
+
+    def redecide(current):
+        theirs = json.loads(client.get_model_version(name, current).tags["per_language_f1"])
+        return decide(mine, theirs, GateConfig(), "champion", version, current)
+
+    final = registry.apply_decision(client, name, version, decision, Path(lock_dir), redecide)
+    print(json.dumps({"version": version, "promoted": final.promote, "reasons": final.reasons}))
+    """
+)
+
+
+def test_two_processes_cannot_both_become_champion(mlflow_db, tmp_path):
+    uri, client, root = mlflow_db
+    name = "race"
+    # Equal candidates: each beats the base model, neither beats the other.
+    a, b = _versions(client, root, name, [{"en": 0.8, "hi": 0.6}, {"en": 0.8, "hi": 0.6}])
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    script = tmp_path / "racer.py"
+    script.write_text(_RACER)
+    procs = [
+        subprocess.Popen([sys.executable, str(script), uri, name, v, str(tmp_path / "locks"), str(barrier)],
+                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for v in (a, b)
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-2000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    promoted = [r for r in results if r["promoted"]]
+    assert len(promoted) == 1, results
+    loser = next(r for r in results if not r["promoted"])
+    assert any("champion moved" in reason for reason in loser["reasons"])
+    aliases = _aliases(client, name)
+    assert aliases[promoted[0]["version"]] == "champion" and aliases[loser["version"]] == "challenger"
+
+
+def test_gate_decision_moves_aliases_and_tags(mlflow_db, tmp_path):
+    _, client, root = mlflow_db
+    name = "gated"
+    v1, v2, v3 = _versions(client, root, name, [{"en": 0.6}, {"en": 0.7}, {"en": 0.65}])
+    locks = tmp_path / "locks"
+    never = lambda current: pytest.fail("the champion did not move")  # noqa: E731
+    registry.apply_decision(client, name, v1, decide({"en": 0.6}, {"en": 0.3}, GateConfig(), "base_zero_shot", v1), locks, never)
+    registry.apply_decision(client, name, v2, decide({"en": 0.7}, {"en": 0.6}, GateConfig(), "champion", v2, v1), locks, never)
+    registry.apply_decision(client, name, v3, decide({"en": 0.65}, {"en": 0.7}, GateConfig(), "champion", v3, v2), locks, never)
+    assert _aliases(client, name) == {v1: "", v2: "champion", v3: "challenger"}
+    tags = client.get_model_version(name, v2).tags
+    assert tags["previous_champion"] == v1 and tags["gate"] == "promoted"
+    assert "retired_at" in client.get_model_version(name, v1).tags
+    assert json.loads(client.get_model_version(name, v3).tags["gate_decision"])["promote"] is False
+
+
+def test_manual_promote_and_rollback(mlflow_db, tmp_path):
+    _, client, root = mlflow_db
+    name = "manual"
+    v1, v2 = _versions(client, root, name, [{"en": 0.6}, {"en": 0.5}])
+    locks = tmp_path / "locks"
+    with pytest.raises(SentibridgeError, match="no champion to roll back"):
+        registry.rollback(client, name, locks)
+    assert registry.promote(client, name, v1, "first model", locks) is None
+    assert registry.promote(client, name, v2, "hotfix for a new product line", locks) == v1
+    note = json.loads(client.get_model_version(name, v2).tags["manual_promotion"])
+    assert note["reason"] == "hotfix for a new product line" and note["replaced"] == v1
+    assert registry.rollback(client, name, locks) == (v2, v1)
+    assert _aliases(client, name) == {v1: "champion", v2: "challenger"}
+    assert "rolled_back" in client.get_model_version(name, v2).tags
+    with pytest.raises(SentibridgeError, match="nothing to roll back to"):
+        registry.rollback(client, name, locks)
+    with pytest.raises(SentibridgeError, match="has no version 9"):
+        registry.promote(client, name, "9", "typo", locks)
+
+
+def test_list_versions_newest_first(mlflow_db):
+    _, client, root = mlflow_db
+    name = "listing"
+    _versions(client, root, name, [{"en": 0.5, "hi": 0.7}, {"en": 0.8, "hi": 0.6}])
+    client.set_registered_model_alias(name, "champion", "2")
+    versions = registry.list_versions(client, name)
+    assert [v["version"] for v in versions] == ["2", "1"]
+    assert versions[0]["aliases"] == ["champion"] and versions[0]["per_language"] == {"en": 0.8, "hi": 0.6}
+    assert versions[0]["f1_macro_avg"] == pytest.approx(0.7) and versions[0]["data_version"] == "abc.dir"
+    assert registry.list_versions(client, "no-such-model") == []
