@@ -113,16 +113,16 @@ def ablation_summary(f1: dict[str, dict[str, float]]) -> dict:
     }
 
 
-def embedding_speed(texts: list[str], embedder: str, batch_size: int) -> dict:
+def embedding_speed(texts: list[str], embedder: str, batch_size: int, precision: str) -> dict:
     """Embed and index ``texts`` with a cold cache, then again with the cache warm."""
     model = load_embedder(embedder)
     with tempfile.TemporaryDirectory(prefix="sentibridge-embcache-") as cache:
         t0 = time.perf_counter()
-        vectors = embed_texts(texts, embedder, Path(cache), batch_size, progress=False, model=model)
+        vectors = embed_texts(texts, embedder, Path(cache), batch_size, progress=False, model=model, precision=precision)
         t1 = time.perf_counter()
         build_index(vectors, [str(i) for i in range(len(texts))])
         t2 = time.perf_counter()
-        embed_texts(texts, embedder, Path(cache), batch_size, progress=False, model=model)
+        embed_texts(texts, embedder, Path(cache), batch_size, progress=False, model=model, precision=precision)
         t3 = time.perf_counter()
     return {
         "texts": len(texts),
@@ -174,7 +174,9 @@ def main() -> int:
     speed = None
     if not args.skip_speed:
         train_texts = split_rows(rows, settings.split).train["text"].tolist()
-        speed = embedding_speed(train_texts, settings.augment.embedder, settings.augment.embed_batch_size)
+        speed = embedding_speed(
+            train_texts, settings.augment.embedder, settings.augment.embed_batch_size, settings.augment.embed_precision
+        )
         print(
             f"embedding {speed['texts']} train texts: {speed['embed_seconds_cold']:.1f} s cold "
             f"({speed['texts_per_s']:.0f} texts/s), index {speed['index_seconds']:.2f} s, "

@@ -64,14 +64,15 @@ def main() -> None:
     settings = load_settings(args.config, overrides)
     device = default_device()
     precision = resolve_precision(settings.train.precision, device)
+    eval_precision = resolve_precision(settings.eval.precision, device)
     started = time.perf_counter()
 
     rows, quarantined = _validated(read_dataset(settings.data.path), settings.data)
     split = split_rows(rows, settings.split, settings.data)
     base = resolve_base_model(settings.model, resolve_home().embedded_model)
     tokenizer = load_tokenizer(base, settings.model)
-    train_records = build_records(split.train, tokenizer, settings.model.max_length, settings.split.seed)
-    val_records = build_records(split.val, tokenizer, settings.model.max_length, settings.split.seed)
+    train_records = build_records(split.train, tokenizer, settings.model.max_length, settings.instructions.seed)
+    val_records = build_records(split.val, tokenizer, settings.model.max_length, settings.instructions.seed)
     print(f"device {device} ({torch.cuda.get_device_name(0) if device.type == 'cuda' else 'cpu'}), {precision}; "
           f"{len(train_records)} train records, {len(split.test)} test rows", flush=True)
 
@@ -82,13 +83,13 @@ def main() -> None:
         )
         del model
         merged = merge_adapter(base, result.adapter_dir, Path(scratch) / "merged", settings.model, dtype=torch.bfloat16)
-        model = load_causal_lm(str(merged), settings.model, device, base_dtype(precision))
+        model = load_causal_lm(str(merged), settings.model, device, base_dtype(eval_precision))
         test = subsample_per_language(split.test, settings.eval.max_rows_per_language, settings.split.seed)
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         predictions = predict_rows(
-            model, tokenizer, test, settings.model.max_length, settings.eval.batch_size, device, precision
+            model, tokenizer, test, settings.model.max_length, settings.eval.batch_size, device, eval_precision
         )
         eval_seconds = time.perf_counter() - t0
     report = evaluate_predictions(predictions["language"], predictions["label"], predictions["pred"])
@@ -109,6 +110,7 @@ def main() -> None:
         "quarantined": quarantined,
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
         "precision": precision,
+        "eval_precision": eval_precision,
         "overrides": overrides,
         "config": args.config,
         "versions": {name: importlib.metadata.version(name) for name in LIBRARIES},

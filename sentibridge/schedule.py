@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from crontab import CronSlice
+
 from sentibridge.errors import ConfigError, SentibridgeError
 
 if TYPE_CHECKING:  # zenml is slow to import; only the functions that need it import it
@@ -58,71 +60,23 @@ SCHEDULABLE_FLAVORS: frozenset[str] = frozenset(
     }
 )
 
-# Field name, lowest, highest, names accepted in place of numbers.
-_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
-    ("minute", 0, 59, {}),
-    ("hour", 0, 23, {}),
-    ("day", 1, 31, {}),
-    ("month", 1, 12, {name: i for i, name in enumerate(_MONTHS, start=1)}),
-    ("weekday", 0, 7, {name: i for i, name in enumerate(_WEEKDAYS)}),
-)
+#: The five fields, in order, as messages name them.
+_FIELDS = ("minute", "hour", "day", "month", "weekday")
 # @reboot is left out: it is not a schedule, and production schedulers do not know it.
 _MACROS = frozenset({"@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight"})
-_NUMBER = re.compile(r"\d+|[a-z]+")
 _MARKER_TAG = re.compile(re.escape(MARKER_PREFIX) + r"([0-9a-f]{12})\s*$")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # A hung crontab must not hang the CLI.
 _CRONTAB_TIMEOUT_S = 30
 
 
-def _value(token: str, field: str, low: int, high: int, names: Mapping[str, int]) -> int:
-    """One number or name of a field, checked against the field's bounds."""
-    lowered = token.lower()
-    if lowered in names:
-        return names[lowered]
-    if not token.isdigit():
-        if names:
-            raise ValueError(f"{field} {token!r} is not a number or a {field} name")
-        raise ValueError(f"{field} {token!r} is not a number")
-    number = int(token)
-    if not low <= number <= high:
-        raise ValueError(f"{field} {number} is out of range {low}-{high}")
-    return number
-
-
-def _check_field(text: str, field: str, low: int, high: int, names: Mapping[str, int]) -> None:
-    """Check a list of ``*``, ``n``, ``a-b``, ``*/n`` or ``a-b/n`` items; ValueError names the field."""
-    for item in text.split(","):
-        if not item:
-            raise ValueError(f"{field} {text!r} has an empty list item")
-        base, slash, step = item.partition("/")
-        if slash:
-            if not step.isdigit() or int(step) == 0:
-                raise ValueError(f"{field} step {step!r} in {item!r} is not a positive number")
-            if int(step) > high:
-                raise ValueError(f"{field} step {step} is out of range 1-{high}")
-            # Vixie cron takes steps only on '*' or a range; '5/15' means something else elsewhere.
-            if base != "*" and "-" not in base:
-                raise ValueError(f"{field} {item!r}: a step needs '*' or a range before '/'")
-        if base == "*":
-            continue
-        start, dash, end = base.partition("-")
-        if not _NUMBER.fullmatch(start.lower()) or (dash and not _NUMBER.fullmatch(end.lower())):
-            raise ValueError(f"{field} {item!r} is not a number, range, step or list")
-        first = _value(start, field, low, high, names)
-        if dash:
-            last = _value(end, field, low, high, names)
-            if first > last:
-                raise ValueError(f"{field} range {base!r} runs backwards")
-
-
 def validate_cron(expr: str) -> str:
     """Check a 5-field cron expression (or macro) and return it with single spaces.
 
     Checked here rather than by the scheduler, so a typo fails at ``sentibridge schedule``
-    instead of silently never running (cron) or failing later on a remote stack.
+    instead of silently never running (cron) or failing later on a remote stack. Each field
+    is parsed by python-crontab, which follows Vixie cron: names for months and weekdays,
+    weekday 7 for Sunday, steps only on ``*`` or a range, no ``L``/``?``/``#`` extensions.
     """
     fields = expr.split()
     if len(fields) == 1 and fields[0].startswith("@"):
@@ -138,11 +92,11 @@ def validate_cron(expr: str) -> str:
             f"invalid cron expression {expr!r}: expected 5 fields "
             f"(minute hour day month weekday), got {len(fields)}"
         )
-    for text, (field, low, high, names) in zip(fields, _FIELDS):
+    for position, (field, text) in enumerate(zip(_FIELDS, fields)):
         try:
-            _check_field(text, field, low, high, names)
-        except ValueError as exc:
-            raise ConfigError(f"invalid cron expression {expr!r}: {exc}") from None
+            CronSlice(position, text)
+        except (ValueError, KeyError) as exc:  # KeyError: a token that is neither number nor name
+            raise ConfigError(f"invalid cron expression {expr!r}: {field} {text!r} ({exc.args[0]})") from None
     return " ".join(fields)
 
 
@@ -223,6 +177,10 @@ def _first_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0] if lines else f"exit code {result.returncode}"
 
 
+# The table is read and written as plain lines through crontab(1), not with python-crontab's
+# ``CronTab(user=True)``: that re-renders every entry it parses (``0 0 1 * *`` becomes
+# ``@monthly``, ``0-7`` becomes ``0,*``) and comments out the ones it cannot parse, so the
+# user's own entries would not survive untouched. It also waits on crontab without a timeout.
 def _read_crontab(path: str) -> list[str]:
     """Current crontab lines; "no crontab for <user>" is an empty table, not an error."""
     result = _run([path, "-l"])

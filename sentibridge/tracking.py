@@ -1,8 +1,13 @@
-"""MLflow at the edge: run context, metric callbacks and registry calls. Quiet without an active run."""
+"""MLflow at the edge: run context, datasets, metric callbacks, run names. Quiet without an active run.
+
+Registering models lives in ``sentibridge.registry.registration``.
+"""
 
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +41,32 @@ def log_run_context(settings: Settings, data_report: dict[str, Any]) -> None:
     mlflow.log_dict(
         {k: v for k, v in data_report.items() if k not in ("languages_in",)}, "data/data_report.json"
     )
+    for split in _SPLIT_CONTEXTS:
+        log_dataset(data_report, split)
+
+
+#: MLflow's input contexts for the splits.
+_SPLIT_CONTEXTS = {"train": "training", "val": "validation", "test": "testing"}
+
+
+def log_dataset(data_report: Mapping[str, Any], split: str) -> None:
+    """One split of the data as an MLflow dataset input: digest the DVC md5, source the data path.
+
+    Named ``<data>-<split>`` because MLflow keeps a single input per (name, digest) on a run;
+    the split's rows are in the input tag ``rows``.
+    """
+    if not active():
+        return
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    path = str(data_report["data_path"])
+    with warnings.catch_warnings():  # MLflow registers its local-file source twice and warns about it
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(path)
+    dataset = MetaDataset(source, name=f"{Path(path).name or path}-{split}", digest=str(data_report["data_version"]))
+    rows = sum(int(counts.get(split, 0)) for counts in (data_report.get("languages") or {}).values())
+    mlflow.log_input(dataset, context=_SPLIT_CONTEXTS[split], tags={"rows": str(rows)})
 
 
 def log_step_metrics(step: int, metrics: dict[str, float]) -> None:
@@ -68,45 +99,17 @@ def tracking_uri() -> str:
     return mlflow.get_tracking_uri()
 
 
-#: What a served model needs besides the bundled sentibridge code.
-SERVING_PACKAGES = ("torch", "transformers", "peft", "accelerate", "safetensors", "pandas", "numpy", "pydantic", "pyyaml", "tqdm", "mlflow")
+def name_run(name: str) -> None:
+    """Rename the active run so people can tell runs apart (ZenML names it after the pipeline run).
 
-
-def serving_requirements() -> list[str]:
-    """Pinned to the versions this run used, so MLflow never has to infer them (slow)."""
-    from importlib import metadata
-
-    return [f"{name}=={metadata.version(name)}" for name in SERVING_PACKAGES]
-
-
-def log_and_register_model(merged_dir: Path, model_name: str, tags: dict[str, str]) -> dict[str, str]:
-    """Log the merged model as an MLflow pyfunc (from code) and register a new version."""
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
-
-    import sentibridge
-    from sentibridge.inference import mlflow_model
-    from sentibridge.inference.serving import ARTIFACT_KEY, OUTPUT_COLUMNS
-
-    signature = ModelSignature(
-        inputs=Schema([ColSpec("string", "text"), ColSpec("string", "language", required=False)]),
-        outputs=Schema([ColSpec("string", "label"), ColSpec("long", "label_id")]
-                       + [ColSpec("double", c) for c in OUTPUT_COLUMNS[2:]]),
-    )
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=mlflow_model.__file__,
-        artifacts={ARTIFACT_KEY: str(merged_dir)},
-        code_paths=[str(Path(sentibridge.__file__).parent)],
-        pip_requirements=serving_requirements(),
-        signature=signature,
-        registered_model_name=model_name,
-    )
-    version = str(info.registered_model_version)
-    client = mlflow.MlflowClient()
-    for key, value in tags.items():
-        client.set_model_version_tag(model_name, version, key, value)
-    return {"registered_model": model_name, "model_version": version, "model_uri": f"models:/{model_name}/{version}"}
+    The old name stays in the tag ``zenml_pipeline_run``. ZenML finds a pipeline's MLflow run by
+    its name, so only the last tracked step may call this.
+    """
+    run = mlflow.active_run()
+    if run is None:
+        return
+    mlflow.set_tag("zenml_pipeline_run", run.info.run_name)
+    mlflow.MlflowClient().update_run(run.info.run_id, name=name)
 
 
 def log_table(frame: pd.DataFrame, name: str) -> None:

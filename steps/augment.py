@@ -13,22 +13,21 @@ from zenml.types import MarkdownString
 from materializers.vector_index import VectorIndexMaterializer
 from sentibridge import tracking
 from sentibridge.augment.augmentation import ORIGINS, augment_train, report_markdown
-from sentibridge.config import Settings
+from sentibridge.config import AugmentConfig, EvalConfig, ModelConfig
 from sentibridge.augment.embedding import embedder_function
 from sentibridge.home import resolve_home
 from sentibridge.data.ingest import read_unlabelled
 from sentibridge.augment.retrieval import VectorIndex
 
 
-def _labeler(settings: Settings):
-    """Pool rows -> (N, 3) label probabilities from the configured model (loaded on first use)."""
+def _labeler(name: str, model_cfg: ModelConfig, eval_cfg: EvalConfig):
+    """Pool rows -> (N, 3) label probabilities from model ``name`` (loaded on first use)."""
     from sentibridge.model.base import resolve_base_model
     from sentibridge.inference.predict import predict_with
 
     def label(pool: pd.DataFrame) -> np.ndarray:
-        name = settings.augment.self_alignment.labeler
-        path = resolve_base_model(settings.model, resolve_home().embedded_model) if name == "base" else name
-        scored = predict_with(path, pool, settings.model, settings.train.precision, settings.eval.batch_size)
+        path = resolve_base_model(model_cfg, resolve_home().embedded_model) if name == "base" else name
+        scored = predict_with(path, pool, model_cfg, eval_cfg.precision, eval_cfg.batch_size)
         return scored[["score_negative", "score_neutral", "score_positive"]].to_numpy()
 
     return label
@@ -36,21 +35,23 @@ def _labeler(settings: Settings):
 
 @step(experiment_tracker=True, enable_cache=False, output_materializers={"retrieval_index": VectorIndexMaterializer})
 def augment(
-    train_rows: pd.DataFrame, holdout_keys: list[str], settings: Settings
+    train_rows: pd.DataFrame, holdout_keys: list[str], augment_cfg: AugmentConfig, model_cfg: ModelConfig, eval_cfg: EvalConfig
 ) -> tuple[
     Annotated[pd.DataFrame, "augmented_train_rows"],
     Annotated[VectorIndex, "retrieval_index"],
     Annotated[dict, "augmentation_report"],
     Annotated[MarkdownString, "augmentation_view"],
 ]:
-    """Augment the train split only; val and test reach this step as hashes (``holdout_keys``)."""
-    cfg = settings.augment
-    embed = embedder_function(cfg.embedder, resolve_home().embeddings, cfg.embed_batch_size, settings.train.precision)
+    """Augment the train split only; val and test reach this step as hashes (``holdout_keys``).
+
+    ``model_cfg`` and ``eval_cfg`` are for the self-alignment labeler, which scores like evaluation.
+    """
+    cfg = augment_cfg
+    embed = embedder_function(cfg.embedder, resolve_home().embeddings, cfg.embed_batch_size, cfg.embed_precision)
 
     pool = read_unlabelled(cfg.self_alignment.pool_path) if cfg.enabled and cfg.self_alignment.enabled else None
-    result = augment_train(
-        train_rows, embed, cfg, holdout_keys, pool, _labeler(settings) if pool is not None else None, settings.split.seed
-    )
+    labeler = _labeler(cfg.self_alignment.labeler, model_cfg, eval_cfg) if pool is not None else None
+    result = augment_train(train_rows, embed, cfg, holdout_keys, pool, labeler, cfg.seed)
     report = result.report
     tracking.log_table(report, "augmentation/report.json")
     totals = {f"augment_{origin}_rows": int(result.rows["origin"].eq(origin).sum()) for origin in ORIGINS}

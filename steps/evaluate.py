@@ -14,7 +14,7 @@ from zenml.types import MarkdownString
 
 from sentibridge import tracking
 from sentibridge.model.base import resolve_base_model
-from sentibridge.config import Settings
+from sentibridge.config import EvalConfig, ModelConfig, PrecisionSetting
 from sentibridge.augment.demonstrations import DemonstrationStore
 from sentibridge.augment.embedding import embedder_function
 from sentibridge.inference.evaluation import evaluate_predictions, plot_confusion_matrices, plot_f1_by_language, results_table
@@ -28,23 +28,32 @@ from sentibridge.data.split import subsample_per_language
 
 @step(experiment_tracker=True, enable_cache=False)
 def evaluate(
-    lora_adapter: Path, test_rows: pd.DataFrame, demonstration_store: Path, settings: Settings
+    lora_adapter: Path,
+    test_rows: pd.DataFrame,
+    demonstration_store: Path,
+    model_cfg: ModelConfig,
+    eval_cfg: EvalConfig,
+    split_seed: int,
+    embed_precision: PrecisionSetting,
 ) -> tuple[
     Annotated[dict, "metrics"],
     Annotated[pd.DataFrame, "predictions"],
     Annotated[MarkdownString, "evaluation_view"],
 ]:
-    """Merge the adapter, score the test split, log ``f1_<lang>``, ``accuracy_<lang>`` and plots."""
+    """Merge the adapter, score the test split, log ``f1_<lang>``, ``accuracy_<lang>`` and plots.
+
+    ``split_seed`` samples the capped test rows: which rows are evaluated belongs to the split.
+    """
     home = resolve_home()
-    base = resolve_base_model(settings.model, home.embedded_model)
-    rows = subsample_per_language(test_rows, settings.eval.max_rows_per_language, settings.split.seed)
+    base = resolve_base_model(model_cfg, home.embedded_model)
+    rows = subsample_per_language(test_rows, eval_cfg.max_rows_per_language, split_seed)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="sentibridge-eval-") as scratch:
-        merged = merge_adapter(base, lora_adapter, Path(scratch) / "merged", settings.model, dtype=torch.bfloat16)
+        merged = merge_adapter(base, lora_adapter, Path(scratch) / "merged", model_cfg, dtype=torch.bfloat16)
         store = DemonstrationStore.load(demonstration_store)
         predictions = predict_with(
-            str(merged), rows, settings.model, settings.train.precision, settings.eval.batch_size,
-            store=store, embed=embedder_function(store.embedder, home.embeddings),
+            str(merged), rows, model_cfg, eval_cfg.precision, eval_cfg.batch_size,
+            store=store, embed=embedder_function(store.embedder, home.embeddings, precision=embed_precision),
         )
         seconds = time.perf_counter() - started
         report = evaluate_predictions(predictions["language"], predictions["label"], predictions["pred"])
@@ -68,7 +77,7 @@ def evaluate(
             for row in report.table.itertuples(index=False)
         },
         "confusion": {lang: matrix.tolist() for lang, matrix in report.confusion.items()},
-        "precision": resolve_precision(settings.train.precision, default_device()),
+        "precision": resolve_precision(eval_cfg.precision, default_device()),
         "test_set": fingerprint_rows(predictions),
         "eval_seconds": round(seconds, 2),
         "eval_rows_per_s": round(len(predictions) / seconds, 2) if seconds else None,

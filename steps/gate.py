@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import mlflow
@@ -13,9 +15,10 @@ from zenml.types import MarkdownString
 from sentibridge.registry import promotion as registry
 from sentibridge import tracking
 from sentibridge.model.base import resolve_base_model
-from sentibridge.config import Settings
+from sentibridge.config import EvalConfig, GateConfig, ModelConfig, RegistryConfig
 from sentibridge.registry.gate import ChampionRecord, Decision, Reference, choose_reference, gate_predictions
 from sentibridge.home import resolve_home
+from sentibridge.inference.evaluation import plot_f1_vs_reference
 from sentibridge.inference.predict import predict_with
 
 
@@ -30,9 +33,9 @@ def _champion_record(version) -> ChampionRecord:
     return ChampionRecord(str(version.version), tags.get("data_version"), tags.get("test_set"))
 
 
-def _reference(client, settings: Settings, rows: pd.DataFrame, data_version: str, test_set: str, champion) -> Reference:
-    name = settings.registry.model_name
-
+def _reference(
+    client, name: str, model_cfg: ModelConfig, eval_cfg: EvalConfig, rows: pd.DataFrame, data_version: str, test_set: str, champion
+) -> Reference:
     def stored(record: ChampionRecord) -> pd.DataFrame | None:
         run_id = client.get_model_version(name, record.version).run_id
         try:
@@ -46,27 +49,44 @@ def _reference(client, settings: Settings, rows: pd.DataFrame, data_version: str
         return model.predict_rows(rows)
 
     def evaluate_base() -> pd.DataFrame:
-        base = resolve_base_model(settings.model, resolve_home().embedded_model)
-        return predict_with(base, rows, settings.model, settings.train.precision, settings.eval.batch_size)
+        base = resolve_base_model(model_cfg, resolve_home().embedded_model)
+        return predict_with(base, rows, model_cfg, eval_cfg.precision, eval_cfg.batch_size)
 
     record = _champion_record(champion) if champion is not None else None
     return choose_reference(record, data_version, test_set, stored, evaluate_champion, evaluate_base)
 
 
+def _log_comparison_plot(decision: Decision, metrics: dict) -> None:
+    """``gate/f1_vs_reference.png``: the two models per language, as the gate compared them."""
+    reference = f"champion v{decision.champion_version}" if decision.reference == "champion" else "base model (zero-shot)"
+    with tempfile.TemporaryDirectory(prefix="sentibridge-gate-") as scratch:
+        plot_f1_vs_reference(
+            {row["language"]: row["candidate"] for row in decision.languages},
+            {row["language"]: row["reference"] for row in decision.languages},
+            {language: scores["support"] for language, scores in metrics["per_language"].items()},
+            Path(scratch),
+            names=(f"candidate v{decision.candidate_version}", reference),
+        )
+        tracking.log_files(Path(scratch), "gate")
+
+
 @step(experiment_tracker=True, enable_cache=False)
 def gate(
     registration: dict, metrics: dict, predictions: pd.DataFrame, test_rows: pd.DataFrame, data_report: dict,
-    settings: Settings,
+    gate_cfg: GateConfig, model_cfg: ModelConfig, eval_cfg: EvalConfig, registry_cfg: RegistryConfig,
 ) -> tuple[Annotated[dict, "decision"], Annotated[MarkdownString, "decision_view"]]:
-    """Promote the candidate only if it passes ``settings.gate`` against a fresh reference."""
-    name, candidate = settings.registry.model_name, registration["model_version"]
+    """Promote the candidate only if it passes ``gate_cfg`` against a fresh reference.
+
+    ``model_cfg`` and ``eval_cfg`` score the base model when there is no champion yet.
+    """
+    name, candidate = registry_cfg.model_name, registration["model_version"]
     client = registry.client()
     rows = _rows_of(predictions, test_rows)
     data_version = data_report["data_version"]
 
     def against(champion) -> Decision:
-        reference = _reference(client, settings, rows, data_version, metrics["test_set"], champion)
-        return gate_predictions(predictions, reference, settings.gate, candidate, settings.split.seed)
+        reference = _reference(client, name, model_cfg, eval_cfg, rows, data_version, metrics["test_set"], champion)
+        return gate_predictions(predictions, reference, gate_cfg, candidate)
 
     champion = registry.alias_version(client, name, registry.CHAMPION)
     decision = against(champion)
@@ -77,6 +97,8 @@ def gate(
     if decision.promote:
         get_step_context().model.set_stage(ModelStages.PRODUCTION, force=True)
     tracking.log_json(decision.to_dict(), "gate/decision.json")
+    _log_comparison_plot(decision, metrics)
     tracking.log_metrics({"promoted": float(decision.promote), "gate_mean_delta": decision.mean["delta"]})
     log_metadata(metadata={"promoted": decision.promote, "reasons": decision.reasons}, artifact_name="decision", infer_artifact=True)
-    return decision.to_dict(), MarkdownString("# Gate decision\n\n```\n" + decision.text() + "\n```\n")
+    tracking.name_run(decision.run_name())  # last: ZenML finds the pipeline's MLflow run by its old name
+    return decision.to_dict(), MarkdownString(decision.markdown())

@@ -13,48 +13,58 @@ from zenml import log_metadata, step
 
 from sentibridge import tracking
 from sentibridge.model.base import resolve_base_model
-from sentibridge.config import Settings
+from sentibridge.config import LoraConfig, ModelConfig, RegistryConfig
 from sentibridge.augment.demonstrations import STORE_DIR
 from sentibridge.home import resolve_home
 from sentibridge.model.merge import merge_adapter
+from sentibridge.registry.registration import f1_tags, log_and_register_model
 
 
 @step(experiment_tracker=True, enable_cache=False)
 def register(
-    lora_adapter: Path, demonstration_store: Path, metrics: dict, train_summary: dict, data_report: dict, settings: Settings
+    lora_adapter: Path,
+    demonstration_store: Path,
+    metrics: dict,
+    train_summary: dict,
+    data_report: dict,
+    model_cfg: ModelConfig,
+    lora_cfg: LoraConfig,
+    demonstrations_k: int,
+    registry_cfg: RegistryConfig,
+    run_config: dict,
 ) -> Annotated[dict, "registration"]:
     """A new version in the MLflow Model Registry, with per-language F1 on it and on the ZenML Model.
 
     Merged weights live only in MLflow (16 bits); ZenML keeps the small adapter, so no run
-    stores the same weights twice.
+    stores the same weights twice. ``run_config`` (the whole resolved configuration) is saved
+    next to the weights, where serving reads its ``model`` and ``eval`` sections.
     """
-    base = resolve_base_model(settings.model, resolve_home().embedded_model)
+    base = resolve_base_model(model_cfg, resolve_home().embedded_model)
     per_language = {lang: round(v["f1"], 4) for lang, v in metrics["per_language"].items()}
-    lora = settings.lora.model_dump(mode="json")
+    lora = lora_cfg.model_dump(mode="json")
     tags = {
         "data_version": data_report["data_version"],
         "test_set": metrics["test_set"],
-        "base_model": settings.model.base,
+        "base_model": model_cfg.base,
         "lora": json.dumps(lora),
         "f1_macro_avg": f"{metrics['f1_macro_avg']:.4f}",
-        "per_language_f1": json.dumps(per_language),
+        **f1_tags(per_language),  # one tag per language: readable in the UI, unlike a JSON blob in a cell
         "mlflow_run_id": tracking.current_run_id() or "",
     }
     with tempfile.TemporaryDirectory(prefix="sentibridge-merge-") as scratch:
         merged = merge_adapter(
-            base, lora_adapter, Path(scratch) / "merged", settings.model,
-            resolved_config=settings.model_dump(mode="json"), dtype=torch.bfloat16,
+            base, lora_adapter, Path(scratch) / "merged", model_cfg, resolved_config=run_config, dtype=torch.bfloat16
         )
-        if settings.demonstrations.k:  # served prompts need the same examples as training
+        if demonstrations_k:  # served prompts need the same examples as training
             shutil.copytree(demonstration_store, merged / STORE_DIR)
-        registration = tracking.log_and_register_model(merged, settings.registry.model_name, tags)
+        registration = log_and_register_model(merged, registry_cfg.model_name, tags)
     registration.update(mlflow_run_id=tracking.current_run_id() or "", tracking_uri=tracking.tracking_uri())
     log_metadata(
         metadata={
             "mlflow_registered_model": registration["registered_model"],
             "mlflow_model_version": registration["model_version"],
             "data_version": data_report["data_version"],
-            "base_model": settings.model.base,
+            "base_model": model_cfg.base,
             "lora": lora,
             "f1_macro_avg": metrics["f1_macro_avg"],
             "per_language_f1": per_language,

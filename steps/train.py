@@ -5,24 +5,46 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from zenml import log_metadata, step
 
 from materializers.records import InstructionRecords
 from sentibridge import tracking
 from sentibridge.model.base import load_causal_lm, load_tokenizer, resolve_base_model
-from sentibridge.config import Settings
+from sentibridge.config import LoraConfig, ModelConfig, Settings, TrainConfig
 from sentibridge.home import resolve_home
 from sentibridge.model.precision import base_dtype, default_device, resolve_precision
 from sentibridge.model.training import train_lora
+from steps.scratch import output_folder
 
 
-def run_key(settings: Settings, data_version: str) -> str:
-    """Same config and data -> same checkpoint folder, so an interrupted run resumes."""
-    blob = json.dumps({"settings": settings.model_dump(mode="json"), "data": data_version}, sort_keys=True)
+def run_key(
+    model_cfg: ModelConfig,
+    lora_cfg: LoraConfig,
+    train_cfg: TrainConfig,
+    train_records: Sequence[Mapping[str, Any]],
+    val_records: Sequence[Mapping[str, Any]],
+) -> str:
+    """Same training inputs -> same checkpoint folder, so an interrupted run resumes.
+
+    The records stand for everything upstream (data, augmentation, demonstrations, templates),
+    so a change there starts afresh while e.g. a gate setting does not matter.
+    """
+    records = hashlib.sha256()
+    for record in (*train_records, None, *val_records):
+        records.update(json.dumps(record, sort_keys=True, ensure_ascii=False).encode() + b"\n")
+    blob = json.dumps(
+        {
+            "model": model_cfg.model_dump(mode="json"),
+            "lora": lora_cfg.model_dump(mode="json"),
+            "train": train_cfg.model_dump(mode="json"),
+            "records": records.hexdigest(),
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -30,31 +52,38 @@ def run_key(settings: Settings, data_version: str) -> str:
 def train(
     train_records: InstructionRecords,
     val_records: InstructionRecords,
-    settings: Settings,
+    model_cfg: ModelConfig,
+    lora_cfg: LoraConfig,
+    train_cfg: TrainConfig,
     data_report: dict,
+    run_config: dict,
 ) -> tuple[Annotated[Path, "lora_adapter"], Annotated[dict, "train_summary"]]:
-    """Fine-tune a LoRA adapter on the base model; log params, loss, lr, tokens/s to MLflow."""
-    tracking.log_run_context(settings, data_report)
+    """Fine-tune a LoRA adapter on the base model; log params, loss, lr, tokens/s to MLflow.
+
+    ``run_config`` (the whole resolved configuration) is only logged, as the run's params; the
+    training itself reads ``model_cfg``, ``lora_cfg`` and ``train_cfg``.
+    """
+    tracking.log_run_context(Settings.model_validate(run_config), data_report)
     home = resolve_home()
-    base = resolve_base_model(settings.model, home.embedded_model)
+    base = resolve_base_model(model_cfg, home.embedded_model)
     device = default_device()
-    precision = resolve_precision(settings.train.precision, device)
-    tokenizer = load_tokenizer(base, settings.model)
-    model = load_causal_lm(base, settings.model, device, base_dtype(precision))
-    output_dir = home.runs / run_key(settings, data_report["data_version"])
+    precision = resolve_precision(train_cfg.precision, device)
+    tokenizer = load_tokenizer(base, model_cfg)
+    model = load_causal_lm(base, model_cfg, device, base_dtype(precision))
+    output_dir = home.runs / run_key(model_cfg, lora_cfg, train_cfg, train_records, val_records)
     result = train_lora(
         model,
         tokenizer,
         train_records,
         val_records,
-        settings.lora,
-        settings.train,
+        lora_cfg,
+        train_cfg,
         output_dir,
         on_log=tracking.log_step_metrics,
         device=device,
     )
     summary = {
-        "base_model": settings.model.base,
+        "base_model": model_cfg.base,
         "steps": result.steps,
         "train_loss": result.train_loss,
         "eval_loss": result.eval_loss,
@@ -69,7 +98,7 @@ def train(
     log_metadata(metadata={k: v for k, v in summary.items() if v is not None}, artifact_name="lora_adapter", infer_artifact=True)
     # Checkpoints exist to resume an interrupted run; a finished run's adapter lives on as the
     # artifact, and leaving checkpoints behind would make the next identical run "resume" at its end.
-    adapter = Path(tempfile.mkdtemp(prefix="sentibridge-adapter-")) / "adapter"
+    adapter = output_folder("lora_adapter") / "adapter"
     shutil.copytree(result.adapter_dir, adapter)
     shutil.rmtree(output_dir, ignore_errors=True)
     return adapter, summary

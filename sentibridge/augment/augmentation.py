@@ -29,13 +29,13 @@ import pandas as pd
 
 from sentibridge.config import AugmentConfig, SelfAlignmentConfig
 from sentibridge.labels import LABELS
+from sentibridge.augment.embedding import Embed
 from sentibridge.augment.retrieval import VectorIndex, build_index
 from sentibridge.data.split import normalise_text
+from sentibridge.tables import markdown_table
 
 ORIGINS = ("original", "retrieved", "self_labelled")
 
-#: Texts in, (N, dim) unit vectors out.
-Embed = Callable[[list[str]], np.ndarray]
 #: Pool rows in, (N, 3) label probabilities out.
 Labeler = Callable[[pd.DataFrame], np.ndarray]
 
@@ -264,13 +264,13 @@ def augmentation_report(rows: pd.DataFrame, levels: Mapping[str, str], budget: M
 
 def report_markdown(report: pd.DataFrame) -> str:
     """The augmentation report as a Markdown table (ZenML view, CLI)."""
-    lines = [
-        "| language | level | original | budget | retrieved | self-labelled | mean similarity | retrieved from |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+    rows = [
+        [
+            r.language, r.level, r.original, r.budget, r.retrieved, r.self_labelled,
+            None if r.mean_similarity is None or pd.isna(r.mean_similarity) else r.mean_similarity,
+            r.retrieved_from,
+        ]
+        for r in report.itertuples(index=False)
     ]
-    for r in report.itertuples(index=False):
-        sim = "" if r.mean_similarity is None or pd.isna(r.mean_similarity) else f"{r.mean_similarity:.3f}"
-        lines.append(
-            f"| {r.language} | {r.level} | {r.original} | {r.budget} | {r.retrieved} | {r.self_labelled} | {sim} | {r.retrieved_from} |"
-        )
-    return "\n".join(lines)
+    headers = ["language", "level", "original", "budget", "retrieved", "self-labelled", "mean similarity", "retrieved from"]
+    return markdown_table(headers, rows)

@@ -13,7 +13,7 @@ would teach the model to copy the label of an identical text, which never helps 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from sentibridge.config import DemonstrationsConfig
-from sentibridge.augment.embedding import embedder_function
+from sentibridge.augment.embedding import Embed, embedder_function
 from sentibridge.labels import LABELS
 from sentibridge.data.split import normalise_text
 
@@ -33,9 +33,6 @@ _ROWS = "rows.jsonl"
 _VECTORS = "vectors.npy"
 _META = "store.json"
 _COLUMNS = ("id", "text", "language", "label")
-
-#: Texts in, (N, dim) unit vectors out.
-Embed = Callable[[list[str]], np.ndarray]
 
 
 @dataclass

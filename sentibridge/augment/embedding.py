@@ -9,14 +9,16 @@ too (a hub name needs hub access).
 Vectors are L2-normalised float32, so inner product is cosine similarity. The cache keys each
 vector by sha256(embedder, text): a rerun on unchanged data embeds nothing, and a changed
 dataset embeds only its new texts. Shards are ``.npz`` files of plain arrays, loaded with
-``allow_pickle=False``.
+``allow_pickle=False``; a sqlite index says which shard holds a key, so a lookup reads only those.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import sqlite3
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,9 @@ from tqdm.auto import tqdm
 from sentibridge.config import EMBEDDED_EMBEDDER, EMBEDDED_MULTILINGUAL_EMBEDDER
 from sentibridge.errors import SentibridgeError
 from sentibridge.model.precision import autocast, resolve_precision
+
+#: Texts in, (N, dim) unit vectors out: what augmentation and demonstrations call.
+Embed = Callable[[list[str]], np.ndarray]
 
 
 def resolve_embedder(name: str) -> str:
@@ -51,29 +56,83 @@ def text_keys(texts: Sequence[str], embedder: str) -> list[str]:
 
 
 class EmbeddingCache:
-    """Vectors on disk keyed by content hash: one ``.npz`` shard per batch of new texts."""
+    """Vectors on disk keyed by content hash, in ``.npz`` shards of at most ``SHARD_ROWS`` vectors.
+
+    ``index.sqlite`` (stdlib sqlite3: plain rows, no pickle) maps each key to its shard and
+    position, so a lookup opens only the shards holding the keys it wants: the cache can grow
+    far past memory. A shard the index has not seen (from an older cache, or a process that died
+    between writing and indexing it) is indexed by the next lookup; a deleted shard's keys miss.
+    """
+
+    SHARD_ROWS = 4096
+    INDEX = "index.sqlite"
+    _QUERY_KEYS = 500  # below sqlite's limit on bound parameters per statement
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
 
     def lookup(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
-        wanted = set(keys)
+        if not self.folder.is_dir() or not len(keys):
+            return {}
+        with closing(self._connect()) as db, db:
+            self._sync_index(db)
+            wanted = sorted(set(keys))
+            places: dict[str, list[tuple[str, int]]] = {}
+            for start in range(0, len(wanted), self._QUERY_KEYS):
+                batch = wanted[start : start + self._QUERY_KEYS]
+                query = f"SELECT key, shard, position FROM vectors WHERE key IN ({','.join('?' * len(batch))})"
+                for key, shard, position in db.execute(query, batch):
+                    places.setdefault(shard, []).append((key, position))
         found: dict[str, np.ndarray] = {}
-        for shard in sorted(self.folder.glob("*.npz")) if self.folder.is_dir() else []:
-            with np.load(shard, allow_pickle=False) as data:
-                for key, vector in zip(data["keys"].astype(str), data["vectors"]):
-                    if key in wanted:
-                        found[key] = vector
+        for shard, entries in places.items():
+            try:
+                with np.load(self.folder / shard, allow_pickle=False) as data:
+                    stored, vectors = data["keys"], data["vectors"]
+            except FileNotFoundError:
+                continue  # deleted since it was indexed: its keys are misses, embedded again
+            for key, position in entries:
+                if position < len(stored) and stored[position].decode() == key:
+                    found[key] = vectors[position]
         return found
 
     def store(self, keys: Sequence[str], vectors: np.ndarray) -> None:
         if not len(keys):
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        name = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
-        tmp = self.folder / f".{name}.tmp.npz"
-        np.savez(tmp, keys=np.array(keys, dtype="S64"), vectors=vectors.astype(np.float32))
-        tmp.rename(self.folder / f"{name}.npz")  # atomic: a reader never sees half a shard
+        with closing(self._connect()) as db, db:
+            for start in range(0, len(keys), self.SHARD_ROWS):
+                part = list(keys[start : start + self.SHARD_ROWS])
+                name = hashlib.sha256("".join(part).encode()).hexdigest()[:16] + ".npz"
+                tmp = self.folder / f".{name}.tmp.npz"
+                part_vectors = vectors[start : start + self.SHARD_ROWS].astype(np.float32)
+                np.savez(tmp, keys=np.array(part, dtype="S64"), vectors=part_vectors)
+                tmp.rename(self.folder / name)  # atomic: a reader never sees half a shard
+                self._add_to_index(db, name, part)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.folder / self.INDEX, timeout=60)
+        db.execute("CREATE TABLE IF NOT EXISTS shards (name TEXT PRIMARY KEY)")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, shard TEXT NOT NULL, position INTEGER NOT NULL)"
+            " WITHOUT ROWID"
+        )
+        return db
+
+    def _sync_index(self, db: sqlite3.Connection) -> None:
+        """Index shards on disk the index lacks; forget indexed shards no longer on disk."""
+        on_disk = {p.name for p in self.folder.glob("*.npz") if not p.name.startswith(".")}
+        indexed = {name for (name,) in db.execute("SELECT name FROM shards")}
+        for name in sorted(on_disk - indexed):
+            with np.load(self.folder / name, allow_pickle=False) as data:
+                self._add_to_index(db, name, data["keys"].astype(str).tolist())
+        for name in indexed - on_disk:
+            db.execute("DELETE FROM vectors WHERE shard = ?", (name,))
+            db.execute("DELETE FROM shards WHERE name = ?", (name,))
+
+    @staticmethod
+    def _add_to_index(db: sqlite3.Connection, name: str, keys: Sequence[str]) -> None:
+        db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", ((key, name, i) for i, key in enumerate(keys)))
+        db.execute("INSERT OR IGNORE INTO shards VALUES (?)", (name,))
 
 
 class E5Embedder:
@@ -153,7 +212,7 @@ def embed_texts(
 
 def embedder_function(
     name: str, cache_dir: Path | None = None, batch_size: int = 64, precision: str = "auto", progress: bool = True
-) -> Callable[[list[str]], np.ndarray]:
+) -> Embed:
     """``embed_texts`` bound to one embedder and cache; the model loads only if a text is new."""
 
     def embed(texts: list[str]) -> np.ndarray:

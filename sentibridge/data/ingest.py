@@ -23,7 +23,6 @@ from sentibridge.labels import normalise_label
 from sentibridge.languages import normalise_language
 
 REQUIRED_COLUMNS = ("text", "label", "language")
-OPTIONAL_COLUMNS = ("id", "split")
 TABULAR_SUFFIXES = (".csv", ".jsonl", ".parquet")
 TWEETEVAL_SPLITS = ("train", "val", "test")
 

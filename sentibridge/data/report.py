@@ -1,37 +1,12 @@
-"""Human-readable reports: plain-text tables for the terminal, Markdown for ZenML's dashboard."""
+"""The data report: plain text for ``sentibridge validate``, Markdown for ZenML's dashboard."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pandas as pd
 
+from sentibridge.tables import markdown_table, text_table
+
 SPLIT_COLUMNS = ("train", "val", "test")
-
-
-def text_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A left/right aligned fixed-width table (numbers right-aligned)."""
-    cells = [[str(h) for h in headers]] + [[_fmt(v) for v in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    numeric = [all(isinstance(row[i], (int, float)) for row in rows) if rows else False for i in range(len(headers))]
-
-    def line(row: list[str]) -> str:
-        return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric)).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(cells[0]), rule] + [line(r) for r in cells[1:]])
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    head = "| " + " | ".join(map(str, headers)) + " |"
-    rule = "|" + "|".join("---" for _ in headers) + "|"
-    return "\n".join([head, rule] + ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows])
-
-
-def _fmt(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
 
 
 def language_rows(report: dict) -> list[list[object]]:

@@ -16,7 +16,7 @@ import pandas as pd
 from sentibridge.config import DataConfig
 from sentibridge.errors import DataError
 from sentibridge.labels import LABELS
-from sentibridge.languages import ISO_639_1
+from sentibridge.languages import is_language_code
 
 #: Reasons in priority order: a row failing several is counted under the first.
 REASONS = ("empty_text", "text_too_short", "text_too_long", "label_not_in_set", "unknown_language", "duplicate_id", "unknown_split")
@@ -58,7 +58,7 @@ def _expectations(cfg: DataConfig) -> list[tuple[str, object]]:
         ("text_too_short", e.ExpectColumnValueLengthsToBeBetween(column="text_stripped", min_value=cfg.min_text_chars)),
         ("text_too_long", e.ExpectColumnValueLengthsToBeBetween(column="text_stripped", max_value=cfg.max_text_chars)),
         ("label_not_in_set", e.ExpectColumnValuesToBeInSet(column="label", value_set=list(range(len(LABELS))))),
-        ("unknown_language", e.ExpectColumnValuesToBeInSet(column="language", value_set=sorted(ISO_639_1))),
+        ("unknown_language", e.ExpectColumnValuesToBeInSet(column="language_known", value_set=[True])),
         ("duplicate_id", e.ExpectColumnValuesToBeUnique(column="id")),
         ("unknown_split", e.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "val", "test"])),
     ]
@@ -98,6 +98,7 @@ def validate_rows(rows: pd.DataFrame, cfg: DataConfig) -> ValidationResult:
     """Split ingested rows into valid and quarantined; never drops a row."""
     frame = rows.reset_index(drop=True).copy()
     frame["text_stripped"] = frame["text"].str.strip()
+    frame["language_known"] = frame["language"].map(is_language_code).astype(bool)  # the one rule for codes
     # Rows without a split are fine (split assigns them); GE's in-set check skips nulls.
     rejected = _run_suite(frame, cfg) if len(frame) else {}
     reasons_per_row: dict[int, list[str]] = {}
@@ -105,7 +106,7 @@ def validate_rows(rows: pd.DataFrame, cfg: DataConfig) -> ValidationResult:
         for index in rejected.get(reason, []):
             reasons_per_row.setdefault(int(index), []).append(reason)
     bad = sorted(reasons_per_row)
-    frame = frame.drop(columns=["text_stripped"])
+    frame = frame.drop(columns=["text_stripped", "language_known"])
     quarantine = frame.iloc[bad].copy()
     quarantine["reason"] = [reasons_per_row[i][0] for i in bad]
     quarantine["reasons"] = [";".join(reasons_per_row[i]) for i in bad]

@@ -1,4 +1,4 @@
-"""Data version: the DVC md5 of the input, computed the way DVC 3 computes it.
+"""Data version: the DVC md5 of the input, computed by DVC's own hashing (``dvc_data``).
 
 Computing it ourselves means every input has a version, tracked or not; where DVC has a
 record of the same path (a ``.dvc`` file, or a ``dvc.lock`` dependency or output), we say
@@ -7,24 +7,12 @@ whether the data on disk still matches it.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pathspec
 import yaml
 
-_CHUNK = 1 << 20
-
-
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from sentibridge.errors import DataError
 
 
 def _dvc_root(path: Path) -> Path | None:
@@ -34,39 +22,37 @@ def _dvc_root(path: Path) -> Path | None:
     return None
 
 
-def _ignored(path: Path) -> Callable[[Path], bool]:
-    """DVC skips what ``.dvcignore`` files (gitignore syntax) name, from the repo root down."""
-    root = _dvc_root(path.resolve())
-    specs: list[tuple[Path, pathspec.PathSpec]] = []
-    if root is not None:
-        for ignore_file in [root / ".dvcignore", *path.resolve().rglob(".dvcignore")]:
-            if ignore_file.is_file():
-                lines = ignore_file.read_text(encoding="utf-8").splitlines()
-                specs.append((ignore_file.parent, pathspec.PathSpec.from_lines("gitwildmatch", lines)))
-
-    def ignored(file: Path) -> bool:
-        file = file.resolve()
-        return any(file.is_relative_to(base) and spec.match_file(file.relative_to(base).as_posix()) for base, spec in specs)
-
-    return ignored
-
-
 def dvc_md5(path: str | Path) -> str:
-    """DVC 3's md5 of a file, or of a folder (``<md5 of the sorted entry list>.dir``)."""
-    path = Path(path)
-    if path.is_file():
-        return file_md5(path)
-    ignored = _ignored(path)
-    entries = sorted(
-        (
-            {"md5": file_md5(f), "relpath": f.relative_to(path).as_posix()}
-            for f in path.rglob("*")
-            if f.is_file() and f.name != ".dvcignore" and not ignored(f)
-        ),
-        key=lambda e: e["relpath"],
-    )
-    listing = json.dumps(entries, sort_keys=True).encode("utf-8")
-    return hashlib.md5(listing).hexdigest() + ".dir"
+    """DVC 3's md5 of a file, or of a folder (``<md5 of the sorted entry list>.dir``).
+
+    Inside a DVC repository the repository's ``.dvcignore`` rules apply and the per-file
+    hashes go through DVC's state (its hash cache keyed by inode, mtime and size, shared
+    with ``dvc add`` and ``dvc status``): hashing unchanged data again only stats the files.
+    Elsewhere every file is read.
+    """
+    from dvc_data.hashfile.build import IgnoreInCollectedDirError, build  # lazy: DVC takes ~0.5 s to import
+    from dvc_data.hashfile.db import HashFileDB
+    from dvc_objects.fs import LocalFileSystem, MemoryFileSystem
+
+    path = Path(path).resolve()
+    root = _dvc_root(path)
+
+    def md5(fs, state, ignore) -> str:
+        odb = HashFileDB(MemoryFileSystem(), "/sentibridge-staging", state=state, hash_name="md5")
+        try:
+            _, _, obj = build(odb, str(path), fs, "md5", dry_run=True, ignore=ignore)
+        except IgnoreInCollectedDirError as exc:  # DVC refuses to `dvc add` such a folder, too
+            raise DataError(f"{path}: {exc}") from None
+        return obj.hash_info.value
+
+    if root is None:
+        from dvc_data.hashfile.state import StateNoop
+
+        return md5(LocalFileSystem(), StateNoop(), None)
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return md5(repo.fs, repo.state, repo.dvcignore)
 
 
 @dataclass(frozen=True)

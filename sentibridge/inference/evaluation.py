@@ -6,7 +6,7 @@ language with few test rows counts as much as English.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,11 +15,13 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never a display
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score  # noqa: E402
 
 from sentibridge.labels import LABELS  # noqa: E402
+from sentibridge.tables import markdown_table  # noqa: E402
 
 
 @dataclass
@@ -60,19 +62,80 @@ def evaluate_predictions(
     return EvalReport(metrics=metrics, table=table, confusion=confusion)
 
 
+_CANDIDATE_COLOR = "#4C72B0"
+_REFERENCE_COLOR = "#A0A0A0"
+
+
+def _language_label(language: str, support: int | None) -> str:
+    return f"{language}\nn={int(support)}" if support is not None else language
+
+
 def plot_f1_by_language(report: EvalReport, out_dir: Path) -> Path:
-    """Bar chart of macro-F1 per language with the average as a line; returns the PNG path."""
+    """Bar chart of macro-F1 per language (test rows in the labels) with the average as a line; returns the PNG path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(report.table) + 2), 3.5))
-    ax.bar(report.table["language"], report.table["f1_macro"], color="#4C72B0")
+    labels = [_language_label(row.language, row.support) for row in report.table.itertuples(index=False)]
+    ax.bar(labels, report.table["f1_macro"], color=_CANDIDATE_COLOR)
     ax.axhline(report.metrics["f1_macro_avg"], color="#C44E52", linestyle="--", label="mean over languages")
     ax.set_ylim(0, 1)
     ax.set_ylabel("macro-F1")
-    ax.set_title("Macro-F1 by language")
+    ax.set_title("Macro-F1 by language (test rows)")
     ax.legend(loc="lower right")
     fig.tight_layout()
     path = out_dir / "f1_by_language.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def f1_vs_reference_figure(
+    candidate: Mapping[str, float],
+    reference: Mapping[str, float],
+    support: Mapping[str, int],
+    names: tuple[str, str] = ("candidate", "reference"),
+) -> Figure:
+    """Per language, the candidate's and the reference's macro-F1 (0..1) side by side.
+
+    Each pair is labelled with the language's test rows (``support``) and the delta in points,
+    red where the candidate is worse, so the plot shows what the gate compared. A language
+    scored by one side only has one bar. The two bar series are ``ax.containers[0]`` (candidate)
+    and ``[1]`` (reference), labelled with ``names``.
+    """
+    languages = sorted(set(candidate) | set(reference))
+    x = np.arange(len(languages))
+    width = 0.4
+    cand = [candidate.get(language, np.nan) for language in languages]
+    ref = [reference.get(language, np.nan) for language in languages]
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(languages) + 2), 4.0))
+    ax.bar(x - width / 2, cand, width, label=names[0], color=_CANDIDATE_COLOR)
+    ax.bar(x + width / 2, ref, width, label=names[1], color=_REFERENCE_COLOR)
+    for k, (c, r) in enumerate(zip(cand, ref)):
+        if not (np.isnan(c) or np.isnan(r)):
+            delta = 100 * (c - r)
+            ax.annotate(f"{delta:+.1f}", (x[k], max(c, r)), xytext=(0, 3), textcoords="offset points",
+                        ha="center", fontsize=8, color="#C44E52" if delta < 0 else "black")
+    ax.set_xticks(x, [_language_label(language, support.get(language)) for language in languages])
+    ax.set_ylim(0, 1.1)  # room for the delta labels above bars near 1
+    ax.set_ylabel("macro-F1")
+    ax.set_title("Macro-F1 by language: candidate vs reference (delta in points, test rows n)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_f1_vs_reference(
+    candidate: Mapping[str, float],
+    reference: Mapping[str, float],
+    support: Mapping[str, int],
+    out_dir: Path,
+    names: tuple[str, str] = ("candidate", "reference"),
+) -> Path:
+    """:func:`f1_vs_reference_figure` saved as ``f1_vs_reference.png`` in ``out_dir``; returns its path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig = f1_vs_reference_figure(candidate, reference, support, names)
+    path = out_dir / "f1_vs_reference.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -124,7 +187,5 @@ def results_table(report: EvalReport, fmt: str = "markdown") -> str:
         return table.to_html(index=False, float_format=lambda v: f"{v:.3f}")
     if fmt != "markdown":
         raise ValueError(f"fmt must be 'markdown' or 'html', got {fmt!r}")
-    lines = ["| language | support | accuracy | macro-F1 |", "|---|---:|---:|---:|"]
-    for row in table.itertuples(index=False):
-        lines.append(f"| {row.language} | {int(row.support)} | {row.accuracy:.3f} | {row.f1_macro:.3f} |")
-    return "\n".join(lines)
+    rows = [[row.language, int(row.support), row.accuracy, row.f1_macro] for row in table.itertuples(index=False)]
+    return markdown_table(["language", "support", "accuracy", "macro-F1"], rows)

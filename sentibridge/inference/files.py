@@ -2,84 +2,180 @@
 
 Every input record becomes exactly one row, in file order: a bad record is kept with an
 ``error`` and ``text`` None, so output rows line up with input lines. Only mistakes about the
-whole file (missing, wrong format, no text column, not UTF-8) raise :class:`DataError`.
+whole file (missing, wrong format, no text column, not UTF-8) raise :class:`DataError`. A
+language code must be ISO 639-1 (``languages.is_language_code``), as in training data.
+
+Both sides stream: :func:`iter_prediction_input` yields tables of at most ``chunk_rows`` rows
+and :class:`PredictionWriter` appends them to a temporary file that replaces the target only
+when complete, so memory does not grow with the file and a failure leaves no partial output.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import os
-import re
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from sentibridge.errors import DataError
+from sentibridge.languages import is_language_code
 
 INPUT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".txt")
 OUTPUT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+#: Rows read, scored and written at a time by ``sentibridge predict``: a few MB of text per
+#: chunk, and enough rows per chunk that the model's batches stay full.
+CHUNK_ROWS = 10_000
 #: Columns of :func:`read_prediction_input`'s table, in order.
 INPUT_COLUMNS = ["row", "id", "text", "language", "error"]
 
-_LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}$")
+_BOM = b"\xef\xbb\xbf"
+_BLOCK = 1 << 20
+#: (id, text, language, error) of one input record, before it is checked.
+_Record = tuple[object, object, object, "str | None"]
+
+
+def iter_prediction_input(
+    path: Path, text_column: str = "text", language_column: str = "language", chunk_rows: int = CHUNK_ROWS
+) -> Iterator[pd.DataFrame]:
+    """Stream a .csv, .tsv, .jsonl/.ndjson or .txt file as ``INPUT_COLUMNS`` tables of at most
+    ``chunk_rows`` rows; ``row`` counts on across chunks.
+
+    The format, the file and a CSV/TSV header are checked before this returns; a byte that is
+    not UTF-8 raises :class:`DataError` when the stream reaches it.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
+    path = Path(path)
+    suffix = _suffix(path, INPUT_SUFFIXES, "input")
+    _check_readable(path)
+    if suffix in (".jsonl", ".ndjson"):
+        records: Iterable[_Record] = _jsonl_records(path, text_column, language_column)
+    elif suffix == ".txt":
+        records = ((None, line, None, None) for line in text_lines(path))
+    else:
+        records = _delimited_records(path, "\t" if suffix == ".tsv" else ",", text_column, language_column)
+    return _chunks(records, chunk_rows)
 
 
 def read_prediction_input(
     path: Path, text_column: str = "text", language_column: str = "language"
 ) -> pd.DataFrame:
-    """Read a .csv, .tsv, .jsonl/.ndjson or .txt file into the ``INPUT_COLUMNS`` table."""
-    path = Path(path)
-    suffix = _suffix(path, INPUT_SUFFIXES, "input")
-    data = _read_bytes(path)
-    if suffix in (".jsonl", ".ndjson"):
-        records = _jsonl_records(data, text_column, language_column)
-    elif suffix == ".txt":
-        records = ((None, line, None, None) for line in _lines(_decode(path, data)))
-    else:
-        records = _delimited_records(path, _decode(path, data), "\t" if suffix == ".tsv" else ",",
-                                     text_column, language_column)
-    rows = [_make_row(i, *record) for i, record in enumerate(records)]
-    columns = list(zip(*rows)) or [()] * len(INPUT_COLUMNS)
-    # object dtype, not pandas 3's default str dtype, so missing values stay None (not NaN).
-    return pd.DataFrame(
-        {name: pd.Series(values, dtype="int64" if name == "row" else object)
-         for name, values in zip(INPUT_COLUMNS, columns)}
-    )
+    """The whole file as one ``INPUT_COLUMNS`` table (:func:`iter_prediction_input` in one chunk)."""
+    return next(iter_prediction_input(path, text_column, language_column, chunk_rows=sys.maxsize), _frame([]))
+
+
+def text_lines(path: Path) -> Iterator[str]:
+    """A UTF-8 text file's lines, streamed, without their ``\\n`` or ``\\r\\n``.
+
+    Splits on ``\\n`` only: ``str.splitlines`` would also split on U+2028 and friends inside a
+    text. A final newline ends the last line; it does not start a new one.
+    """
+    for block in _text_blocks(path):
+        lines = block.split("\n")
+        if lines[-1] == "":
+            lines.pop()
+        yield from (line.removesuffix("\r") for line in lines)
+
+
+class PredictionWriter:
+    """Writes a predictions table chunk by chunk, in the format of ``path``'s suffix.
+
+    Chunks go to a temporary file beside ``path`` that :meth:`close` renames into place, so a
+    crash or an exception inside ``with`` never leaves a half-written output (nor touches an
+    existing one). Every chunk must have the first chunk's columns.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._suffix = _suffix(self.path, OUTPUT_SUFFIXES, "output")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A plain open (not mkstemp) so the file gets the usual umask permissions, not 0600.
+        self._tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        self._handle = None if self._suffix == ".parquet" else self._tmp.open("x", encoding="utf-8", newline="")
+        self._parquet: Any = None  # a pyarrow.parquet.ParquetWriter, opened by the first chunk
+        self._schema: Any = None
+        self._chunks = 0
+        self._records = 0
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self._suffix == ".parquet":
+            self._write_parquet(frame)
+        elif self._suffix in (".csv", ".tsv"):
+            frame.to_csv(self._handle, sep="\t" if self._suffix == ".tsv" else ",", index=False,
+                         header=self._chunks == 0, na_rep="", lineterminator="\n")
+        else:
+            for record in _json_records(frame):
+                line = json.dumps(record, ensure_ascii=False, default=_json_default)
+                if self._suffix == ".jsonl":
+                    self._handle.write(f"{line}\n")
+                else:  # one JSON array: "[" before the first record, "," between records
+                    self._handle.write(("[\n" if self._records == 0 else ",\n") + line)
+                self._records += 1
+        self._chunks += 1
+
+    def close(self) -> Path:
+        """Finish the file and move it to ``path``."""
+        try:
+            if self._suffix == ".json":
+                self._handle.write("\n]\n" if self._records else "[]\n")
+            if self._handle is not None:
+                self._handle.close()
+            if self._suffix == ".parquet":
+                if self._parquet is None:  # no chunk at all: still a readable (empty) file
+                    self._write_parquet(pd.DataFrame())
+                self._parquet.close()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.discard()
+            raise
+        return self.path
+
+    def discard(self) -> None:
+        """Drop the temporary file; ``path`` stays as it was."""
+        if self._handle is not None:
+            self._handle.close()
+        if self._parquet is not None:
+            self._parquet.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> PredictionWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.discard()
+
+    def _write_parquet(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self._parquet is None:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            self._schema = table.schema
+            self._parquet = pq.ParquetWriter(self._tmp, self._schema)
+        else:  # the first chunk's schema, so a column that was all-null there still types the same
+            table = pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False)
+        self._parquet.write_table(table)
 
 
 def write_predictions(frame: pd.DataFrame, path: Path) -> Path:
     """Write ``frame`` by suffix, atomically, so a crash never leaves a half-written output."""
-    path = Path(path)
-    suffix = _suffix(path, OUTPUT_SUFFIXES, "output")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A plain open (not mkstemp) so the file gets the usual umask permissions, not 0600.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        if suffix == ".parquet":
-            frame.to_parquet(tmp, index=False)
-        elif suffix in (".csv", ".tsv"):
-            with tmp.open("x", encoding="utf-8", newline="") as handle:
-                frame.to_csv(handle, sep="\t" if suffix == ".tsv" else ",", index=False,
-                             na_rep="", lineterminator="\n")
-        else:
-            lines = [json.dumps(record, ensure_ascii=False, default=_json_default)
-                     for record in _json_records(frame)]
-            text = "".join(f"{line}\n" for line in lines) if suffix == ".jsonl" else (
-                "[\n" + ",\n".join(lines) + "\n]\n" if lines else "[]\n")
-            with tmp.open("x", encoding="utf-8", newline="") as handle:
-                handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    with PredictionWriter(path) as writer:
+        writer.write(frame)
+    return writer.path
 
 
 def _suffix(path: Path, allowed: tuple[str, ...], kind: str) -> str:
@@ -89,67 +185,87 @@ def _suffix(path: Path, allowed: tuple[str, ...], kind: str) -> str:
     return suffix
 
 
-def _read_bytes(path: Path) -> bytes:
+def _check_readable(path: Path) -> None:
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if not path.is_file():
         raise DataError(f"{path}: not a file")
+
+
+def _raw_lines(path: Path) -> Iterator[bytes]:
+    """The file's ``\\n``-terminated lines, ending kept, BOM dropped."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle):
+                yield raw.removeprefix(_BOM) if number == 0 else raw
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
 
 
-def _decode(path: Path, data: bytes) -> str:
-    """Strict UTF-8: silently replacing bytes would feed the model mojibake."""
+def _text_blocks(path: Path) -> Iterator[str]:
+    """The file as strict UTF-8 text in blocks of about ``_BLOCK`` bytes that end at a ``\\n``.
+
+    Strict: silently replacing bytes would feed the model mojibake. Whole blocks, not lines,
+    so decoding and splitting stay in C.
+    """
+    offset, pending = 0, []
     try:
-        return data.decode("utf-8-sig")
+        with path.open("rb") as handle:
+            while data := handle.read(_BLOCK):
+                cut = data.rfind(b"\n") + 1
+                if not cut:  # a line longer than a block: keep reading
+                    pending.append(data)
+                    continue
+                pending.append(data[:cut])
+                block, pending = b"".join(pending), [data[cut:]]
+                yield _decode(path, block, offset)
+                offset += len(block)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if last := b"".join(pending):
+        yield _decode(path, last, offset)
+
+
+def _decode(path: Path, block: bytes, offset: int) -> str:
+    start = len(_BOM) if offset == 0 and block.startswith(_BOM) else 0
+    try:
+        return block[start:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (bad byte at offset {exc.start})") from exc
+        raise DataError(f"{path}: not UTF-8 text (bad byte at offset {offset + start + exc.start})") from None
 
 
-def _lines(text: str) -> list[str]:
-    """Split on newlines only (not str.splitlines, which also splits on U+2028 and friends)."""
-    if not text:
-        return []
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()  # a final newline ends the last line; it does not start a new one
-    return [line.removesuffix("\r") for line in lines]
-
-
-def _delimited_records(
-    path: Path, text: str, delimiter: str, text_column: str, language_column: str
-) -> Iterator[tuple[object, object, object, str | None]]:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+def _delimited_records(path: Path, delimiter: str, text_column: str, language_column: str) -> Iterator[_Record]:
+    """Reads and checks the header now; the records stream from the returned iterator."""
+    # A StringIO per block splits lines as open(newline="") would, \r and \r\n included.
+    lines = itertools.chain.from_iterable(io.StringIO(block, newline="") for block in _text_blocks(path))
+    reader = csv.reader(lines, delimiter=delimiter)
     try:
         header = next(reader, None)
-        if header is None:
-            return
-        if text_column not in header:
-            raise DataError(f"{path}: no '{text_column}' column (columns: {', '.join(header) or 'none'})")
-        index = {name: header.index(name) for name in ("id", text_column, language_column) if name in header}
+    except csv.Error as exc:
+        raise DataError(f"{path}: line {reader.line_num}: {exc}") from exc
+    if header is None:
+        return iter(())
+    if text_column not in header:
+        raise DataError(f"{path}: no '{text_column}' column (columns: {', '.join(header) or 'none'})")
+    index = {name: header.index(name) for name in ("id", text_column, language_column) if name in header}
+    return _delimited_rows(path, reader, len(header), [index.get(name) for name in ("id", text_column, language_column)])
+
+
+def _delimited_rows(path: Path, reader: Any, width: int, positions: list[int | None]) -> Iterator[_Record]:
+    try:
         for cells in reader:
-            cells = cells or [""] * len(header)  # a blank line is an empty record, not a skipped one
-            fields = [cells[index[name]] if index.get(name, len(cells)) < len(cells) else None
-                      for name in ("id", text_column, language_column)]
+            cells = cells or [""] * width  # a blank line is an empty record, not a skipped one
+            fields = [cells[p] if p is not None and p < len(cells) else None for p in positions]
             yield fields[0], fields[1], fields[2], None
     except csv.Error as exc:
         raise DataError(f"{path}: line {reader.line_num}: {exc}") from exc
 
 
-def _jsonl_records(
-    data: bytes, text_column: str, language_column: str
-) -> Iterator[tuple[object, object, object, str | None]]:
+def _jsonl_records(path: Path, text_column: str, language_column: str) -> Iterator[_Record]:
     """Decode line by line, so one bad line costs one row, not the file."""
-    if not data:
-        return
-    raw_lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")
-    if raw_lines[-1] == b"":
-        raw_lines.pop()
-    for raw in raw_lines:
+    for raw in _raw_lines(path):
         try:
-            line = raw.decode("utf-8")
+            line = raw.removesuffix(b"\n").decode("utf-8")
         except UnicodeDecodeError:
             yield None, None, None, "not UTF-8"
             continue
@@ -165,6 +281,26 @@ def _jsonl_records(
             yield None, None, None, "not a JSON object"
             continue
         yield record.get("id"), record.get(text_column), record.get(language_column), None
+
+
+def _chunks(records: Iterable[_Record], chunk_rows: int) -> Iterator[pd.DataFrame]:
+    rows: list[tuple[int, str, str | None, str | None, str | None]] = []
+    for number, record in enumerate(records):
+        rows.append(_make_row(number, *record))
+        if len(rows) == chunk_rows:
+            yield _frame(rows)
+            rows = []
+    if rows:
+        yield _frame(rows)
+
+
+def _frame(rows: list[tuple[int, str, str | None, str | None, str | None]]) -> pd.DataFrame:
+    columns = list(zip(*rows)) or [()] * len(INPUT_COLUMNS)
+    # object dtype, not pandas 3's default str dtype, so missing values stay None (not NaN).
+    return pd.DataFrame(
+        {name: pd.Series(values, dtype="int64" if name == "row" else object)
+         for name, values in zip(INPUT_COLUMNS, columns)}
+    )
 
 
 def _make_row(
@@ -183,7 +319,7 @@ def _make_row(
             error = "language is not a string"
         else:
             code = (language.strip().lower() or None) if isinstance(language, str) else None
-            if code is None or _LANGUAGE_CODE.match(code):
+            if code is None or is_language_code(code):
                 return row, id_str, text, code, None
             error = f"unknown language code {code!r}"
     return row, id_str, None, None, error

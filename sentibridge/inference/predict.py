@@ -1,7 +1,13 @@
-"""Prediction on a row table: the serving prompt, label scoring, and a predictions table."""
+"""Prediction on a row table (the serving prompt, label scoring, a predictions table), and on a
+whole file, chunk by chunk."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
 import pandas as pd
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -11,7 +17,12 @@ from sentibridge.config import ModelConfig
 from sentibridge.augment.demonstrations import DemonstrationStore, Embed, demonstrations_for
 from sentibridge.model.instructions import LABEL_WORDS, SERVING_TEMPLATE, build_records
 from sentibridge.model.precision import Precision, base_dtype, default_device, resolve_precision
+from sentibridge.inference.files import CHUNK_ROWS, INPUT_COLUMNS, PredictionWriter, iter_prediction_input
 from sentibridge.inference.scoring import score_records
+
+SCORE_COLUMNS = [f"score_{word}" for word in LABEL_WORDS]
+#: Columns of :func:`predict_file`'s output, in order.
+OUTPUT_COLUMNS = ["row", "id", "text", "language", "label", "label_id", *SCORE_COLUMNS, "error"]
 
 
 def predict_rows(
@@ -65,3 +76,85 @@ def predict_with(
     tokenizer = load_tokenizer(path, model_cfg)
     model = load_causal_lm(path, model_cfg, device, base_dtype(resolved))
     return predict_rows(model, tokenizer, rows, model_cfg.max_length, batch_size, device, resolved, store=store, embed=embed)
+
+
+class RowPredictor(Protocol):
+    """What :func:`predict_file` needs of a model, e.g. ``serving.SentimentModel``."""
+
+    def predict_rows(self, rows: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
+        """``rows`` (id, text, language) -> a table with ``pred`` and the ``SCORE_COLUMNS``."""
+        ...
+
+
+@dataclass(frozen=True)
+class PredictSummary:
+    """Counts of a :func:`predict_file` run; ``first_errors`` is (row, error) of the first few bad rows."""
+
+    rows: int
+    predicted: int
+    errors: int
+    first_errors: tuple[tuple[int, str], ...]
+
+
+def predict_file(
+    model: RowPredictor,
+    input_path: Path,
+    output_path: Path,
+    chunk_rows: int = CHUNK_ROWS,
+    progress: bool = True,
+    errors_shown: int = 5,
+) -> PredictSummary:
+    """Label ``input_path`` into ``output_path`` (formats by suffix), ``chunk_rows`` rows at a time.
+
+    ``progress`` is passed to ``model.predict_rows`` (a bar per chunk); ``errors_shown`` bounds
+    ``PredictSummary.first_errors``.
+
+    Memory stays flat in the file size. Every input row is an output row (``OUTPUT_COLUMNS``), in
+    order; rows with an ``error`` are kept unscored. Until the last chunk is written the output
+    lives in a temporary file, so any failure (bad input mid-way, a model error) leaves
+    ``output_path`` as it was.
+    """
+    chunks = iter_prediction_input(Path(input_path), chunk_rows=chunk_rows)  # checks the file first
+    rows = predicted = 0
+    errors: list[tuple[int, str]] = []
+    with PredictionWriter(Path(output_path)) as writer:
+        for chunk in chunks:
+            labelled = _label_chunk(model, chunk, progress)
+            writer.write(labelled)
+            rows += len(chunk)
+            predicted += int(labelled["label_id"].notna().sum())
+            if len(errors) < errors_shown:
+                bad = chunk[chunk["error"].notna()].head(errors_shown - len(errors))
+                errors.extend(zip(bad["row"].tolist(), bad["error"].tolist()))
+        if rows == 0:  # an empty input still gets a header, a schema or "[]"
+            writer.write(_label_chunk(model, pd.DataFrame(columns=INPUT_COLUMNS).astype({"row": "int64"}), progress))
+    return PredictSummary(rows=rows, predicted=predicted, errors=rows - predicted, first_errors=tuple(errors))
+
+
+def _label_chunk(model: RowPredictor, rows: pd.DataFrame, progress: bool) -> pd.DataFrame:
+    """``rows`` (``files.INPUT_COLUMNS``) -> ``OUTPUT_COLUMNS``, scoring only the rows without an error.
+
+    Fixed dtypes (nullable string/Int64, float64) so every chunk writes the same Parquet schema,
+    even one whose rows are all bad.
+    """
+    good = rows["error"].isna().to_numpy()
+    label = pd.array([None] * len(rows), dtype="string")
+    label_id = pd.array([None] * len(rows), dtype="Int64")
+    scores = np.full((len(rows), len(SCORE_COLUMNS)), np.nan)
+    if good.any():
+        scored = model.predict_rows(rows.loc[good, ["id", "text", "language"]].reset_index(drop=True), progress=progress)
+        pred = scored["pred"].to_numpy()
+        label[good] = np.asarray(LABEL_WORDS, dtype=object)[pred]
+        label_id[good] = pred
+        scores[good] = scored[SCORE_COLUMNS].to_numpy(dtype=np.float64)
+    strings = {name: rows[name].astype("string").array for name in ("id", "text", "language", "error")}
+    return pd.DataFrame(
+        {
+            "row": rows["row"].to_numpy(dtype=np.int64),
+            **{name: strings[name] for name in ("id", "text", "language")},
+            "label": label,
+            "label_id": label_id,
+            **{name: scores[:, k] for k, name in enumerate(SCORE_COLUMNS)},
+            "error": strings["error"],
+        }
+    )

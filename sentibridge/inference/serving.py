@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from sentibridge.model.base import load_causal_lm, load_tokenizer
-from sentibridge.config import ModelConfig
+from sentibridge.config import EvalConfig, ModelConfig
 from sentibridge.augment.demonstrations import load_for_model
 from sentibridge.model.instructions import LABEL_WORDS
 from sentibridge.model.merge import read_merged_config
@@ -38,19 +38,24 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         self.device = torch.device("cpu")
         self.precision = "fp32"
         self.max_length = ModelConfig().max_length
-        self.batch_size = 16
+        self.batch_size = EvalConfig().batch_size
         self.store = None
         self.embed = None
 
     def load_context(self, context: Any) -> None:
         self.load(Path(context.artifacts[ARTIFACT_KEY]))
 
-    def load(self, folder: Path, precision: str = "auto") -> "SentimentModel":
-        """Load a merged folder directly (what ``load_context`` does inside MLflow)."""
+    def load(self, folder: Path, precision: str | None = None) -> "SentimentModel":
+        """Load a merged folder directly (what ``load_context`` does inside MLflow).
+
+        Batch size and precision come from the ``eval`` section saved with the model (defaults of
+        ``EvalConfig`` for a model saved without them); ``precision`` overrides the saved one.
+        """
         config = read_merged_config(folder)
-        model_section = config.get("model", {})
+        model_section, eval_section = config.get("model", {}), config.get("eval", {})
         self.max_length = int(model_section.get("max_length", self.max_length))
-        self.batch_size = int(config.get("eval", {}).get("batch_size", self.batch_size))
+        self.batch_size = int(eval_section.get("batch_size", self.batch_size))
+        precision = precision or str(eval_section.get("precision", EvalConfig().precision))
         # Weights are local; trust_remote_code stays as the run was configured.
         model_cfg = ModelConfig(
             base=str(folder), max_length=self.max_length, trust_remote_code=bool(model_section.get("trust_remote_code", False))

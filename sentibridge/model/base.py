@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from sentibridge.config import EMBEDDED_BASE_MODEL, ModelConfig
 from sentibridge.errors import SentibridgeError
@@ -149,16 +149,15 @@ def resolve_base_model(cfg: ModelConfig, cache_dir: Path) -> str:
     return cfg.base
 
 
-def _is_local(path_or_id: str) -> bool:
-    return Path(path_or_id).expanduser().is_dir()
+def _hub_options(path_or_id: str, cfg: ModelConfig) -> dict:
+    """``from_pretrained`` options: ``cfg.revision`` pins a hub id; a local folder has no revisions."""
+    revision = None if Path(path_or_id).expanduser().is_dir() else cfg.revision
+    return {"revision": revision, "trust_remote_code": cfg.trust_remote_code}
 
 
 def load_tokenizer(path_or_id: str, cfg: ModelConfig) -> PreTrainedTokenizerBase:
     """Load the tokenizer; a pad token is guaranteed (eos stands in when the model has none)."""
-    revision = None if _is_local(path_or_id) else cfg.revision
-    tokenizer = AutoTokenizer.from_pretrained(
-        path_or_id, revision=revision, trust_remote_code=cfg.trust_remote_code
-    )
+    tokenizer = AutoTokenizer.from_pretrained(path_or_id, **_hub_options(path_or_id, cfg))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -168,19 +167,10 @@ def load_causal_lm(
     path_or_id: str, cfg: ModelConfig, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
 ) -> PreTrainedModel:
     """Load the causal LM in ``dtype`` onto ``device`` (eval mode; callers switch to train)."""
-    revision = None if _is_local(path_or_id) else cfg.revision
-    model = AutoModelForCausalLM.from_pretrained(
-        path_or_id, revision=revision, trust_remote_code=cfg.trust_remote_code, dtype=dtype
-    )
+    model = AutoModelForCausalLM.from_pretrained(path_or_id, dtype=dtype, **_hub_options(path_or_id, cfg))
     model.to(device)
     model.eval()
     return model
-
-
-def model_config_dict(path_or_id: str, cfg: ModelConfig) -> dict:
-    """The HF config of the model as a plain dict (for logging next to the weights)."""
-    revision = None if _is_local(path_or_id) else cfg.revision
-    return AutoConfig.from_pretrained(path_or_id, revision=revision, trust_remote_code=cfg.trust_remote_code).to_dict()
 
 
 def unwrap_causal_lm(model: torch.nn.Module) -> PreTrainedModel:

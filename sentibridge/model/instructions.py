@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import pandas as pd
 from transformers import PreTrainedTokenizerBase
 
 from sentibridge.labels import LABELS
-from sentibridge.languages import language_name as _iso_name
+from sentibridge.languages import language_name
 
 #: Label words; the index is the integer label (``labels.LABELS``, TweetEval order).
 LABEL_WORDS: tuple[str, ...] = LABELS
@@ -38,13 +38,6 @@ TEMPLATES: tuple[str, ...] = (
     "Sentiment analysis ({language}input). Is the author's attitude negative, neutral or positive? "
     "Give only the label.",
 )
-
-
-def language_name(code: str | None) -> str | None:
-    """English name of an ISO 639-1 code (``"ar"`` -> ``"Arabic"``); None for a missing code."""
-    if code is None or (isinstance(code, float) and pd.isna(code)) or not str(code).strip():
-        return None
-    return _iso_name(str(code).strip().lower())
 
 
 def render_instruction(template: int, language: str | None) -> str:
@@ -205,22 +198,6 @@ def build_records(
             record["demonstrations"] = [{"text": d["text"], "output": d["output"]} for d in demonstrations[position]]
         records.append(_truncate_input(tokenizer, record, budget))
     return records
-
-
-def write_jsonl(records: Iterable[Mapping[str, Any]], path: Path) -> Path:
-    """Write records as UTF-8 JSON lines."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return path
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Read records written by ``write_jsonl``."""
-    with Path(path).open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
 
 
 def export_llamafactory(records: Sequence[Mapping[str, Any]], out_dir: Path, name: str = "sentibridge_train") -> Path:

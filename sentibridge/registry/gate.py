@@ -24,6 +24,7 @@ from sklearn.metrics import f1_score
 
 from sentibridge.config import GateConfig
 from sentibridge.inference.evaluation import evaluate_predictions
+from sentibridge.tables import text_table
 
 #: Differences below this many points are float noise, not gains or drops.
 _EPS = 1e-9
@@ -55,15 +56,83 @@ class Decision:
         verdict = "PROMOTED" if self.promote else "NOT PROMOTED"
         lines = [f"gate: {verdict} candidate v{self.candidate_version} against {against} (rule: {rule_text(self.rule)})"]
         has_p = any(row.get("p_better") is not None for row in self.languages)
-        header = f"  {'language':<9} {'candidate':>9} {'reference':>9} {'delta':>7}" + ("  P(better)" if has_p else "")
-        lines.append(header)
-        for row in [*self.languages, {"language": "mean", **self.mean}]:
-            line = f"  {row['language']:<9} {100 * row['candidate']:9.1f} {100 * row['reference']:9.1f} {row['delta']:+7.1f}"
-            if has_p and row.get("p_better") is not None:
-                line += f"  {row['p_better']:9.3f}"
-            lines.append(line)
+        rows = [
+            [row["language"], 100 * row["candidate"], 100 * row["reference"], row["delta"]]
+            + ([row.get("p_better")] if has_p else [])
+            for row in [*self.languages, {"language": "mean", **self.mean}]
+        ]
+        headers = ["language", "candidate", "reference", "delta"] + (["P(better)"] if has_p else [])
+        table = text_table(headers, rows, floatfmt=["", ".1f", ".1f", "+.1f", ".3f"][: len(headers)])
+        lines += [f"  {line}" for line in table.splitlines()]
         lines += [f"  - {reason}" for reason in self.reasons]
         return "\n".join(lines)
+
+    def markdown(self, max_chars: int | None = None) -> str:
+        """The decision in Markdown: verdict, the per-language table (F1 points), the reasons.
+
+        With ``max_chars`` (e.g. a registry's description limit) a long decision keeps the
+        languages with the largest drops, with their reasons and those about the whole (the
+        mean, the reference), and says how many more are in ``gate/decision.json``: the text
+        stays a whole table, never one cut mid-row.
+        """
+        text = self._markdown(self.languages, self.reasons)
+        if max_chars is None or len(text) <= max_chars:
+            return text
+        worst_first = sorted(self.languages, key=lambda row: row["delta"])
+        for keep in range(len(self.languages) - 1, -1, -1):
+            hidden = {row["language"] for row in worst_first[keep:]}
+            # Per-language reasons start with the language code ("fr drops ...", "fr: no ...").
+            reasons = [reason for reason in self.reasons if reason.split(" ", 1)[0].rstrip(":") not in hidden]
+            text = self._markdown([row for row in self.languages if row["language"] not in hidden], reasons)
+            if len(text) <= max_chars:
+                break
+        return text
+
+    def _markdown(self, rows: list[dict[str, Any]], reasons: list[str]) -> str:
+        against = f"champion v{self.champion_version}" if self.reference == "champion" else "the base model (zero-shot)"
+        has_p = any(row.get("p_better") is not None for row in [*self.languages, self.mean])
+        lines = [
+            f"### Gate: {'promoted' if self.promote else 'not promoted'}",
+            "",
+            f"Candidate v{self.candidate_version} against {against}; rule: {rule_text(self.rule)}.",
+            "",
+            "| language | candidate F1 | reference F1 | delta (points) |" + (" P(better) |" if has_p else ""),
+            "|---|---:|---:|---:|" + ("---:|" if has_p else ""),
+        ]
+
+        def cells(row: Mapping[str, Any]) -> list[str]:
+            out = [f"{100 * row['candidate']:.1f}", f"{100 * row['reference']:.1f}", f"{row['delta']:+.1f}"]
+            if has_p:
+                out.append("" if row.get("p_better") is None else f"{row['p_better']:.3f}")
+            return out
+
+        lines += [f"| {row['language']} | " + " | ".join(cells(row)) + " |" for row in rows]
+        lines.append("| **mean** | " + " | ".join(f"**{cell}**" if cell else "" for cell in cells(self.mean)) + " |")
+        if len(rows) < len(self.languages):
+            lines += ["", f"_{len(rows)} of {len(self.languages)} languages shown (the largest drops); "
+                          "the run's `gate/decision.json` has them all._"]
+        lines += ["", "**Reasons**", ""] + [f"- {reason}" for reason in reasons]
+        if len(reasons) < len(self.reasons):
+            lines.append(f"- _{len(self.reasons) - len(reasons)} more in the run's `gate/decision.json`_")
+        return "\n".join(lines)
+
+    def run_name(self) -> str:
+        """A run name people can tell apart: ``v3 promoted (mean F1 71.2)``, ``v4 rejected: fr -2.1``."""
+        version = f"v{self.candidate_version}"
+        if self.promote:
+            return f"{version} promoted (mean F1 {100 * self.mean['candidate']:.1f})"
+        all_improve = self.rule["mode"] == "all_improve"
+        failing = sorted(
+            (row for row in self.languages
+             if row["delta"] < -self.rule["max_drop"] - _EPS or (all_improve and row["delta"] < self.rule["min_gain"] - _EPS)),
+            key=lambda row: row["delta"],
+        )
+        if failing:
+            named = ", ".join(f"{row['language']} {row['delta']:+.1f}" for row in failing[:2])
+            return f"{version} rejected: {named}" + (f" (+{len(failing) - 2} more)" if len(failing) > 2 else "")
+        # No language failed: the mean fell short, or the bootstrap was not confident enough.
+        unsure = self.rule.get("bootstrap_confidence") and self.mean["delta"] >= self.rule["min_gain"] - _EPS
+        return f"{version} rejected: mean {self.mean['delta']:+.1f}" + (" (not confident)" if unsure else "")
 
 
 def rule_text(rule: Mapping[str, Any]) -> str:
@@ -233,9 +302,8 @@ def gate_predictions(
     reference: Reference,
     rule: GateConfig,
     candidate_version: str | None,
-    seed: int = 0,
 ) -> Decision:
-    """Decide on two predictions tables of the same rows (joined by id)."""
+    """Decide on two predictions tables of the same rows (joined by id); ``rule.seed`` seeds the bootstrap."""
     joined = candidate[["id", "language", "label", "pred"]].merge(
         reference.predictions[["id", "pred"]].rename(columns={"pred": "ref_pred"}), on="id", how="left"
     )
@@ -249,7 +317,7 @@ def gate_predictions(
             lang: (group["label"].astype(int).to_numpy(), group["pred"].astype(int).to_numpy(), group["ref_pred"].to_numpy())
             for lang, group in joined.groupby("language", sort=True)
         }
-        deltas = bootstrap_deltas(per_language, rule.bootstrap_resamples, seed)
+        deltas = bootstrap_deltas(per_language, rule.bootstrap_resamples, rule.seed)
     decision = decide(
         per_language_f1(joined),
         per_language_f1(joined.drop(columns="pred").rename(columns={"ref_pred": "pred"})),

@@ -14,7 +14,6 @@ shared filesystem).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import getpass
 import json
 import time
@@ -23,9 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow
+from filelock import FileLock, Timeout
 from mlflow.exceptions import MlflowException
 
 from sentibridge.errors import SentibridgeError
+from sentibridge.registry.registration import f1_from_tags
 
 if TYPE_CHECKING:  # the gate pulls in sklearn and matplotlib; `retrain` only reads aliases
     from sentibridge.registry.gate import Decision
@@ -50,20 +51,15 @@ def alias_version(mlflow_client: mlflow.MlflowClient, name: str, alias: str) -> 
 def promotion_lock(lock_dir: Path, name: str, timeout_s: float = 600.0) -> Iterator[None]:
     """An exclusive lock per registered model, shared by every process using this home."""
     lock_dir.mkdir(parents=True, exist_ok=True)
-    with (lock_dir / f"{name}.lock").open("w") as handle:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise SentibridgeError(f"another promotion of '{name}' holds {lock_dir}/{name}.lock") from None
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    lock = FileLock(lock_dir / f"{name}.lock", timeout=timeout_s)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise SentibridgeError(f"another promotion of '{name}' holds {lock.lock_file}") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _now(seconds: float | None = None) -> str:
@@ -108,26 +104,39 @@ def apply_decision(
         else:
             mlflow_client.set_registered_model_alias(name, CHALLENGER, candidate)
         mlflow_client.set_model_version_tag(name, candidate, "gate", "promoted" if decision.promote else "rejected")
-        mlflow_client.set_model_version_tag(name, candidate, "gate_decision", json.dumps(decision.to_dict())[:5000])
+        _add_to_description(mlflow_client, name, candidate, decision.markdown(max_chars=GATE_DESCRIPTION_CHARS))
     return decision
 
 
 def promote(mlflow_client: mlflow.MlflowClient, name: str, version: str, reason: str, lock_dir: Path) -> str | None:
-    """Manual override: make ``version`` champion; returns the version it replaced."""
+    """Manual override: make ``version`` champion; returns the version it replaced.
+
+    The reason, user and time go to the version's description and its ``manual_promotion`` tag.
+    """
     require_version(mlflow_client, name, version)
     with promotion_lock(lock_dir, name):
         current = alias_version(mlflow_client, name, CHAMPION)
         previous = str(current.version) if current is not None else None
         _make_champion(mlflow_client, name, version, previous)
         mlflow_client.set_model_version_tag(name, version, "gate", "manual")
-        mlflow_client.set_model_version_tag(name, version, "manual_promotion", json.dumps(
-            {"reason": reason, "by": _user(), "at": _now(), "replaced": previous}
+        note = {"reason": reason, "by": _user(), "at": _now(), "replaced": previous}
+        mlflow_client.set_model_version_tag(name, version, "manual_promotion", json.dumps(note))
+        replaced = f", replacing v{previous}" if previous and previous != version else ""
+        _add_to_description(mlflow_client, name, version, (
+            f"**Promoted by hand** to champion{replaced}, by {note['by']} at {note['at']}.\n\n"
+            f"Reason: {_short(reason)}"
         ))
     return previous
 
 
-def rollback(mlflow_client: mlflow.MlflowClient, name: str, lock_dir: Path) -> tuple[str, str]:
-    """Move ``champion`` back to the version the current champion replaced: (from, to)."""
+def rollback(
+    mlflow_client: mlflow.MlflowClient, name: str, lock_dir: Path, reason: str | None = None
+) -> tuple[str, str]:
+    """Move ``champion`` back to the version the current champion replaced: (from, to).
+
+    Both versions' descriptions say so (with ``reason`` when given); the old champion also gets
+    the ``rolled_back`` tag.
+    """
     with promotion_lock(lock_dir, name):
         current = alias_version(mlflow_client, name, CHAMPION)
         if current is None:
@@ -137,8 +146,15 @@ def rollback(mlflow_client: mlflow.MlflowClient, name: str, lock_dir: Path) -> t
             raise SentibridgeError(f"champion v{current.version} of '{name}' replaced no earlier version; nothing to roll back to")
         require_version(mlflow_client, name, target)
         mlflow_client.set_registered_model_alias(name, CHAMPION, target)
-        mlflow_client.set_model_version_tag(name, str(current.version), "rolled_back", json.dumps({"by": _user(), "at": _now(), "to": target}))
+        note = {"by": _user(), "at": _now(), "to": target}
+        mlflow_client.set_model_version_tag(name, str(current.version), "rolled_back", json.dumps({**note, "reason": reason}))
         mlflow_client.set_registered_model_alias(name, CHALLENGER, str(current.version))
+        why = f"\n\nReason: {_short(reason)}" if reason else ""
+        by = f"by {note['by']} at {note['at']}"
+        _add_to_description(mlflow_client, name, str(current.version), (
+            f"**Rolled back** {by}: champion went back to v{target}; this version is challenger.{why}"
+        ))
+        _add_to_description(mlflow_client, name, target, f"**Champion again** {by}, rolled back from v{current.version}.{why}")
     return str(current.version), target
 
 
@@ -147,6 +163,31 @@ def require_version(mlflow_client: mlflow.MlflowClient, name: str, version: str)
         mlflow_client.get_model_version(name, str(version))
     except MlflowException:
         raise SentibridgeError(f"'{name}' has no version {version}") from None
+
+
+#: MLflow's SQL stores keep at most this many characters of a version's description.
+DESCRIPTION_MAX_CHARS = 5000
+#: The gate's table leaves room for the notes of later manual promotions and rollbacks.
+GATE_DESCRIPTION_CHARS = 3500
+_REASON_CHARS = 500
+_SECTION_BREAK = "\n\n---\n\n"
+
+
+def _short(reason: str) -> str:
+    return reason if len(reason) <= _REASON_CHARS else reason[: _REASON_CHARS - 1] + "…"
+
+
+def _add_to_description(mlflow_client: mlflow.MlflowClient, name: str, version: str, section: str) -> None:
+    """Append ``section`` to the version's Markdown description (what MLflow's UI shows first).
+
+    Past the store's limit the oldest notes after the first section (the gate's decision) go,
+    whole, so the description never ends mid-table.
+    """
+    old = mlflow_client.get_model_version(name, version).description or ""
+    sections = [part for part in old.split(_SECTION_BREAK) if part.strip()] + [section]
+    while len(_SECTION_BREAK.join(sections)) > DESCRIPTION_MAX_CHARS and len(sections) > 1:
+        del sections[1 if len(sections) > 2 else 0]
+    mlflow_client.update_model_version(name, version, description=_SECTION_BREAK.join(sections))
 
 
 def _user() -> str:
@@ -175,7 +216,7 @@ def list_versions(mlflow_client: mlflow.MlflowClient, name: str) -> list[dict[st
                 "version": str(v.version),
                 "aliases": sorted(by_version.get(str(v.version), [])),
                 "f1_macro_avg": float(f1) if f1 else None,
-                "per_language": json.loads(tags.get("per_language_f1", "{}")),
+                "per_language": f1_from_tags(tags),
                 "data_version": tags.get("data_version"),
                 "created": _now(v.creation_timestamp / 1000),
                 "gate": tags.get("gate"),

@@ -94,13 +94,28 @@ def test_augmentation_fills_the_shrunk_languages_and_reaches_mlflow(trained, mlf
 def test_registered_version_carries_scores_and_serves(trained, mlflow_at):
     _, result, _ = trained
     version = mlflow_at.get_model_version(result["registered_model"], result["model_version"])
-    per_language = json.loads(version.tags["per_language_f1"])
-    assert set(per_language) == set(result["per_language"])
+    per_language = {lang: float(version.tags[f"f1_{lang}"]) for lang in result["per_language"]}
+    assert per_language == pytest.approx({lang: s["f1"] for lang, s in result["per_language"].items()}, abs=1e-4)
     assert version.tags["data_version"].endswith(".dir")
     model = mlflow.pyfunc.load_model(f"models:/{result['registered_model']}/{result['model_version']}")
     out = model.predict(pd.DataFrame({"text": ["Great service, thank you!", "Terrible."], "language": ["en", "en"]}))
     assert list(out["label"]) and set(out["label"]) <= {"negative", "neutral", "positive"}
     assert out[["score_negative", "score_neutral", "score_positive"]].sum(axis=1).round(4).eq(1.0).all()
+
+
+def test_mlflow_ui_shows_decision_run_name_datasets_and_comparison(trained, mlflow_at):
+    _, result, _ = trained
+    name, number = result["registered_model"], result["model_version"]
+    version = mlflow_at.get_model_version(name, number)
+    assert version.description.startswith("### Gate: ") and "| language |" in version.description
+    assert "`champion`" in mlflow_at.get_registered_model(name).description
+    run = mlflow_at.get_run(result["mlflow_run_id"])
+    outcome = "promoted" if result["promoted"] else "rejected"
+    assert run.info.run_name.startswith(f"v{number} {outcome}")
+    inputs = {i.dataset.name: i.dataset.digest for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"imbalanced-train", "imbalanced-val", "imbalanced-test"}
+    assert set(inputs.values()) == {run.data.tags["data_version"]}
+    assert "gate/f1_vs_reference.png" in {a.path for a in mlflow_at.list_artifacts(run.info.run_id, "gate")}
 
 
 def test_served_model_carries_its_demonstrations(trained, mlflow_at):

@@ -268,3 +268,168 @@ def test_flat_dict_has_one_dotted_key_per_field():
     assert flat["model.revision"] is None
     assert flat["lora.target_modules"] == ["q_proj"]  # a list is a value, not a section
     assert flat["split.remove_leaks_from_train"] is True
+
+
+# --- one stage, one setting: precisions and seeds ------------------------------------------
+
+
+def test_each_stage_has_its_own_precision_and_seed():
+    s = load_settings()
+    assert (s.train.precision, s.eval.precision, s.augment.embed_precision) == ("auto", "auto", "auto")
+    # 42 everywhere: the same numbers as when split.seed seeded augmentation, templates and the gate.
+    assert (s.split.seed, s.augment.seed, s.instructions.seed, s.train.seed, s.gate.seed) == (42, 42, 42, 42, 42)
+    s = load_settings(None, ["eval.precision=fp32", "augment.embed_precision=bf16", "instructions.seed=3", "gate.seed=4"])
+    assert (s.train.precision, s.eval.precision, s.augment.embed_precision) == ("auto", "fp32", "bf16")
+    assert (s.instructions.seed, s.gate.seed, s.split.seed) == (3, 4, 42)
+
+
+@pytest.mark.parametrize(
+    "pair, where",
+    [("eval.precision=fp16", "'eval.precision'"), ("augment.embed_precision=half", "'augment.embed_precision'")],
+)
+def test_stage_precisions_are_checked(pair, where):
+    with pytest.raises(ConfigError, match=where):
+        load_settings(None, [pair])
+
+
+def test_train_seed_alone_leaves_every_other_section_alone():
+    base, reseeded = load_settings(), load_settings(None, ["train.seed=7"])
+    changed = {name for name in Settings.model_fields if getattr(base, name) != getattr(reseeded, name)}
+    assert changed == {"train"}
+    assert reseeded.train.model_copy(update={"seed": 42}) == base.train
+
+
+# --- what each step is given ----------------------------------------------------------------
+
+STEP_NAMES = ("ingest", "split", "augment", "demonstrations", "instructions", "train", "evaluate", "register", "gate")
+
+
+def _steps() -> dict:
+    """Every ZenML step defined in steps/, by name."""
+    import importlib
+    import pkgutil
+
+    import steps
+    from zenml.steps import BaseStep
+
+    found = {}
+    for info in pkgutil.iter_modules(steps.__path__):
+        for obj in vars(importlib.import_module(f"steps.{info.name}")).values():
+            if isinstance(obj, BaseStep):
+                found[obj.name] = obj
+    return found
+
+
+def test_no_step_takes_the_whole_settings():
+    import inspect
+    import typing
+
+    found = _steps()
+    assert set(STEP_NAMES) <= set(found)
+    for name, step in found.items():
+        hints = typing.get_type_hints(step.entrypoint)
+        params = inspect.signature(step.entrypoint).parameters
+        assert "settings" not in params, name
+        for param in params:
+            hint = hints.get(param)
+            assert hint is not Settings and Settings not in typing.get_args(hint), f"{name}.{param}"
+
+
+def _wiring(monkeypatch, settings: Settings) -> dict[str, dict]:
+    """The keyword arguments the pipeline passes to each step (steps replaced by recorders)."""
+    import typing
+
+    import pipelines.sentibridge_pipeline as module
+
+    outputs = {}
+    for name, step in _steps().items():
+        ret = typing.get_type_hints(step.entrypoint, include_extras=True)["return"]
+        outputs[name] = len(typing.get_args(ret)) if typing.get_origin(ret) is tuple else 1
+    calls: dict[str, dict] = {}
+
+    def recorder(name: str):
+        def call(**kwargs):
+            calls[name] = {k: v for k, v in kwargs.items() if k != "run_config"}
+            values = tuple(f"{name}:{i}" for i in range(outputs[name]))
+            return values if len(values) > 1 else values[0]
+
+        return call
+
+    for name in STEP_NAMES:
+        monkeypatch.setattr(module, name, recorder(name))
+    module.sentibridge_pipeline.entrypoint(settings=settings, data_version={"data_version": "x"}, data_only=False)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "pair, steps_changed",
+    [
+        ("train.seed=7", {"train"}),  # the null case: same data, augmentation and templates
+        ("train.precision=fp32", {"train"}),
+        ("split.seed=7", {"split", "evaluate"}),  # evaluate samples capped test rows with it
+        ("augment.seed=7", {"augment"}),
+        ("instructions.seed=7", {"instructions"}),
+        ("gate.seed=7", {"gate"}),
+        ("gate.min_gain=2", {"gate"}),
+        ("eval.precision=fp32", {"augment", "evaluate", "gate"}),  # augment: the self-alignment labeler
+        ("augment.embed_precision=fp32", {"augment", "demonstrations", "instructions", "evaluate"}),
+        ("demonstrations.k=2", {"demonstrations", "register"}),
+    ],
+)
+def test_a_setting_reaches_only_the_steps_that_read_it(monkeypatch, pair, steps_changed):
+    base = _wiring(monkeypatch, load_settings())
+    changed = _wiring(monkeypatch, load_settings(None, [pair]))
+    assert set(base) == set(STEP_NAMES)
+    assert {name for name in STEP_NAMES if base[name] != changed[name]} == steps_changed
+
+
+def test_only_train_and_register_get_the_whole_config_and_only_as_a_record():
+    import inspect
+
+    takers = {name for name, step in _steps().items() if "run_config" in inspect.signature(step.entrypoint).parameters}
+    assert takers == {"train", "register"}
+
+
+# --- serving reads the config saved with the model ---------------------------------------------
+
+
+@pytest.fixture
+def serving_without_weights(monkeypatch):
+    """``SentimentModel.load`` with model loading stubbed out: only the config reading is real."""
+    from sentibridge.inference import serving
+
+    loaded = {}
+    monkeypatch.setattr(serving, "load_tokenizer", lambda path, cfg: "tokenizer")
+    monkeypatch.setattr(serving, "load_causal_lm", lambda path, cfg, device, dtype: loaded.setdefault("dtype", dtype))
+    monkeypatch.setattr(serving, "load_for_model", lambda folder: (None, None))
+    monkeypatch.setattr(serving, "default_device", lambda: "cpu")
+    return serving.SentimentModel, loaded
+
+
+def test_serving_takes_batch_size_and_precision_from_the_saved_config(tmp_path, serving_without_weights):
+    import json
+
+    import torch
+
+    from sentibridge.config import EvalConfig
+    from sentibridge.model.merge import CONFIG_FILE
+
+    model_class, loaded = serving_without_weights
+    saved = Settings(eval=EvalConfig(batch_size=3, precision="bf16")).model_dump(mode="json")
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(saved), encoding="utf-8")
+    model = model_class().load(tmp_path)
+    assert (model.batch_size, model.precision, loaded["dtype"]) == (3, "bf16", torch.bfloat16)
+    assert model_class().load(tmp_path, precision="fp32").precision == "fp32"  # an explicit choice wins
+
+
+def test_serving_falls_back_to_eval_defaults_for_an_older_model(tmp_path, serving_without_weights):
+    import json
+
+    from sentibridge.config import EvalConfig
+    from sentibridge.model.merge import CONFIG_FILE
+
+    model_class, _ = serving_without_weights
+    (tmp_path / CONFIG_FILE).write_text(json.dumps({"model": {"max_length": 64}}), encoding="utf-8")
+    model = model_class().load(tmp_path)
+    assert model.batch_size == EvalConfig().batch_size and model.max_length == 64
+    assert model.precision in ("bf16", "fp32")  # "auto", resolved for this CPU

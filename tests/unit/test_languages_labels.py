@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sentibridge.labels import INVALID_LABEL, LABELS, normalise_label
-from sentibridge.languages import ISO_639_1, language_name, normalise_language
+from sentibridge.languages import ISO_639_1, is_language_code, language_name, normalise_language
 
 # --- labels ---------------------------------------------------------------------------------
 
@@ -159,6 +159,29 @@ def test_underscored_language_names(value, expected):
 )
 def test_language_name(code, name):
     assert language_name(code) == name
+
+
+@pytest.mark.parametrize("missing", [None, float("nan"), "", "  "])
+def test_language_name_of_no_code_is_none(missing):
+    assert language_name(missing) is None
+
+
+def test_language_name_normalises_case_and_space():
+    assert language_name(" AR ") == "Arabic"
+
+
+@pytest.mark.parametrize(
+    "code, valid",
+    [("en", True), ("kg", True), ("EN", False), (" en", False), ("pt-BR", False), ("eng", False), ("xx", False),
+     ("Arabic", False), ("", False), (None, False), (float("nan"), False)],
+)
+def test_is_language_code_accepts_only_stored_iso_codes(code, valid):
+    assert is_language_code(code) is valid
+
+
+@pytest.mark.parametrize("written", ["pt-BR", "EN", "Arabic", "en_US", "farsi"])
+def test_normalised_input_is_a_language_code(written):
+    assert is_language_code(normalise_language(written))
 
 
 def test_iso_table_entries_are_well_formed():

@@ -17,6 +17,7 @@ from sentibridge.augment.augmentation import (
     pick_neighbours,
     resource_levels,
     self_alignment_mask,
+    report_markdown,
 )
 from sentibridge.config import AugmentConfig, SelfAlignmentConfig
 
@@ -146,7 +147,7 @@ def test_augmentation_never_reads_val_or_test():
     from steps.augment import augment
 
     params = set(inspect.signature(augment.entrypoint).parameters)
-    assert params == {"train_rows", "holdout_keys", "settings"}
+    assert params == {"train_rows", "holdout_keys", "augment_cfg", "model_cfg", "eval_cfg"}
 
 
 def test_self_labelled_rows_are_capped_and_marked():
@@ -193,3 +194,18 @@ def test_read_unlabelled_pool(tmp_path):
     (tmp_path / "bad.csv").write_text("text\nhello\n", encoding="utf-8")
     with pytest.raises(DataError, match="missing column"):
         read_unlabelled(tmp_path / "bad.csv")
+
+
+def test_report_markdown_shows_each_language_and_blank_similarity():
+    report = pd.DataFrame.from_records(
+        [
+            {"language": "am", "level": "low", "original": 5, "budget": 3, "retrieved": 2, "self_labelled": 1,
+             "mean_similarity": 0.71234, "retrieved_from": "en,fr"},
+            {"language": "en", "level": "high", "original": 90, "budget": 0, "retrieved": 0, "self_labelled": 0,
+             "mean_similarity": None, "retrieved_from": ""},
+        ]
+    )
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in report_markdown(report).splitlines()]
+    assert cells[0] == ["language", "level", "original", "budget", "retrieved", "self-labelled", "mean similarity", "retrieved from"]
+    assert cells[2] == ["am", "low", "5", "3", "2", "1", "0.712", "en,fr"]
+    assert cells[3] == ["en", "high", "90", "0", "0", "0", "", ""]

@@ -3,6 +3,8 @@ content-hash embedding cache."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -80,3 +82,75 @@ def test_cache_shards_are_plain_arrays(tmp_path):
     with np.load(shard, allow_pickle=False) as data:  # would raise on object arrays
         assert data["vectors"].dtype == np.float32
     assert set(cache.lookup(["k1", "zz"])) == {"k1"}
+
+
+class _LoadSpy:
+    """Wraps ``np.load`` and records which files were opened."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.opened: list[str] = []
+        real = np.load
+
+        def load(file, *args, **kwargs):
+            self.opened.append(Path(file).name)
+            return real(file, *args, **kwargs)
+
+        monkeypatch.setattr(np, "load", load)
+
+
+def _filled_cache(tmp_path) -> tuple[EmbeddingCache, dict[str, str], np.ndarray]:
+    """Three stores -> three shards; returns the cache, key -> shard name, and the vectors."""
+    cache = EmbeddingCache(tmp_path)
+    vectors = _unit(9, 4)
+    shard_of: dict[str, str] = {}
+    for batch in range(3):
+        before = {p.name for p in tmp_path.glob("*.npz")}
+        keys = [f"k{batch}{i}" for i in range(3)]
+        cache.store(keys, vectors[3 * batch : 3 * batch + 3])
+        (new,) = {p.name for p in tmp_path.glob("*.npz")} - before
+        shard_of.update({key: new for key in keys})
+    return cache, shard_of, vectors
+
+
+def test_lookup_opens_only_the_shards_holding_the_keys(tmp_path, monkeypatch):
+    cache, shard_of, vectors = _filled_cache(tmp_path)
+    spy = _LoadSpy(monkeypatch)
+    found = cache.lookup(["k11", "k12", "nope"])
+    assert spy.opened == [shard_of["k11"]]
+    np.testing.assert_array_equal(found["k12"], vectors[5])
+    assert set(found) == {"k11", "k12"}
+    spy.opened.clear()
+    assert cache.lookup(["k02", "k20"]).keys() == {"k02", "k20"}
+    assert sorted(spy.opened) == sorted({shard_of["k02"], shard_of["k20"]})
+    spy.opened.clear()
+    assert cache.lookup(["unknown"]) == {} and spy.opened == []
+
+
+def test_lookup_works_with_an_unrelated_shard_gone_and_misses_the_deleted_keys(tmp_path):
+    cache, shard_of, vectors = _filled_cache(tmp_path)
+    (tmp_path / shard_of["k00"]).unlink()
+    found = cache.lookup(["k00", "k21"])
+    assert set(found) == {"k21"}
+    np.testing.assert_array_equal(found["k21"], vectors[7])
+
+
+def test_a_shard_the_index_has_not_seen_is_found(tmp_path):
+    cache, _, _ = _filled_cache(tmp_path)
+    # As a cache from before the index, or a process that died between shard and index, leaves it.
+    np.savez(tmp_path / "legacy.npz", keys=np.array(["old"], dtype="S64"), vectors=_unit(1, 4, seed=9))
+    np.testing.assert_array_equal(cache.lookup(["old"])["old"], _unit(1, 4, seed=9)[0])
+    assert set(EmbeddingCache(tmp_path).lookup(["old", "k10"])) == {"old", "k10"}
+
+
+def test_a_large_store_is_split_into_bounded_shards(tmp_path, monkeypatch):
+    monkeypatch.setattr(EmbeddingCache, "SHARD_ROWS", 4)
+    cache = EmbeddingCache(tmp_path)
+    vectors = _unit(10, 4)
+    cache.store([f"k{i}" for i in range(10)], vectors)
+    sizes = []
+    for shard in tmp_path.glob("*.npz"):
+        with np.load(shard, allow_pickle=False) as data:
+            sizes.append(len(data["keys"]))
+    assert sorted(sizes) == [2, 4, 4]
+    found = cache.lookup([f"k{i}" for i in range(10)])
+    np.testing.assert_array_equal(np.stack([found[f"k{i}"] for i in range(10)]), vectors)

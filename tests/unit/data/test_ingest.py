@@ -191,22 +191,6 @@ def _missing(tmp):
     return tmp / "nope.csv", "nope.csv", "no such file or folder"
 
 
-def _unknown_suffix(tmp):
-    return write_text(tmp / "data.txt", "text,label,language\n"), "data.txt", "unknown format '.txt'"
-
-
-def _json_not_jsonl(tmp):
-    return write_text(tmp / "data.json", "[]"), "data.json", "unknown format '.json'"
-
-
-def _no_suffix(tmp):
-    return write_text(tmp / "reviews", "x"), "reviews", "unknown format 'reviews'"
-
-
-def _missing_column_csv(tmp):
-    return write_text(tmp / "m.csv", "text,label\nx,0\n"), "m.csv", "missing column(s) language (found: text, label)"
-
-
 def _missing_columns_jsonl(tmp):
     return write_jsonl(tmp / "m.jsonl", [{"body": "x"}]), "m.jsonl", "missing column(s) text, label, language"
 
@@ -244,37 +228,9 @@ def _json_array_line(tmp):
     return write_text(tmp / "arr.jsonl", '[1, 2]\n'), "arr.jsonl:1", "expected a JSON object, got list"
 
 
-def _empty_csv(tmp):
-    return write_text(tmp / "e.csv", ""), "e.csv", "empty file"
-
-
-def _empty_jsonl(tmp):
-    return write_text(tmp / "e.jsonl", ""), "e.jsonl", "empty file"
-
-
-def _empty_parquet(tmp):
-    return write_text(tmp / "e.parquet", ""), "e.parquet", "empty file"
-
-
-def _header_only_csv(tmp):
-    return write_text(tmp / "h.csv", "text,label,language\n"), "h.csv", "empty file (no rows)"
-
-
-def _blank_lines_jsonl(tmp):
-    return write_text(tmp / "b.jsonl", "\n  \n\n"), "b.jsonl", "empty file (no JSON lines)"
-
-
 def _zero_row_parquet(tmp):
     pd.DataFrame({"text": [], "label": [], "language": []}).to_parquet(tmp / "z.parquet")
     return tmp / "z.parquet", "z.parquet", "empty file (no rows)"
-
-
-def _too_many_fields_csv(tmp):
-    return write_text(tmp / "wide.csv", "text,label,language\na,0,en\nb,1,en,extra\n"), "wide.csv", "malformed CSV"
-
-
-def _garbage_parquet(tmp):
-    return write_text(tmp / "g.parquet", "this is not parquet at all"), "g.parquet", "cannot read parquet"
 
 
 def _tweeteval_mismatch(tmp):
@@ -327,12 +283,31 @@ def _folder_with_one_bad_file(tmp):
     return tmp / "mixed", "b.csv", "missing column(s) language"
 
 
-BAD_INPUTS = [
+# One text file each: case id, file name, content, what the message must say.
+TEXT_FILE_CASES = [
+    ("unknown_suffix", "data.txt", "text,label,language\n", "unknown format '.txt'"),
+    ("json_not_jsonl", "data.json", "[]", "unknown format '.json'"),
+    ("no_suffix", "reviews", "x", "unknown format 'reviews'"),
+    ("missing_column_csv", "m.csv", "text,label\nx,0\n", "missing column(s) language (found: text, label)"),
+    ("empty_csv", "e.csv", "", "empty file"),
+    ("empty_jsonl", "e.jsonl", "", "empty file"),
+    ("empty_parquet", "e.parquet", "", "empty file"),
+    ("header_only_csv", "h.csv", "text,label,language\n", "empty file (no rows)"),
+    ("blank_lines_jsonl", "b.jsonl", "\n  \n\n", "empty file (no JSON lines)"),
+    ("too_many_fields_csv", "wide.csv", "text,label,language\na,0,en\nb,1,en,extra\n", "malformed CSV"),
+    ("garbage_parquet", "g.parquet", "this is not parquet at all", "cannot read parquet"),
+]
+
+
+def _text_file(name: str, content: str, phrase: str):
+    def make(tmp):
+        return write_text(tmp / name, content), name, phrase
+
+    return make
+
+
+BUILT_CASES = [
     _missing,
-    _unknown_suffix,
-    _json_not_jsonl,
-    _no_suffix,
-    _missing_column_csv,
     _missing_columns_jsonl,
     _missing_column_parquet,
     _latin1_csv,
@@ -340,14 +315,7 @@ BAD_INPUTS = [
     _utf16_csv,
     _broken_json,
     _json_array_line,
-    _empty_csv,
-    _empty_jsonl,
-    _empty_parquet,
-    _header_only_csv,
-    _blank_lines_jsonl,
     _zero_row_parquet,
-    _too_many_fields_csv,
-    _garbage_parquet,
     _tweeteval_mismatch,
     _tweeteval_mismatch_blank_last_line,
     _tweeteval_no_partner,
@@ -358,9 +326,12 @@ BAD_INPUTS = [
     _folder_without_data_files,
     _folder_with_one_bad_file,
 ]
+BAD_INPUTS = [pytest.param(make, id=make.__name__.lstrip("_")) for make in BUILT_CASES] + [
+    pytest.param(_text_file(name, content, phrase), id=case) for case, name, content, phrase in TEXT_FILE_CASES
+]
 
 
-@pytest.mark.parametrize("make", BAD_INPUTS, ids=lambda f: f.__name__.lstrip("_"))
+@pytest.mark.parametrize("make", BAD_INPUTS)
 def test_unreadable_input_raises_one_line_data_error(tmp_path, make):
     path, names, phrase = make(tmp_path)
     with pytest.raises(DataError) as info:

@@ -13,7 +13,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sentibridge.errors import DataError
-from sentibridge.inference.files import INPUT_COLUMNS, read_prediction_input, write_predictions
+from sentibridge.inference import files
+from sentibridge.inference.files import (
+    INPUT_COLUMNS,
+    PredictionWriter,
+    iter_prediction_input,
+    read_prediction_input,
+    text_lines,
+    write_predictions,
+)
 
 
 def _write(tmp_path: Path, name: str, content: str | bytes) -> Path:
@@ -145,7 +153,8 @@ def test_na_and_null_texts_stay_texts_in_csv(tmp_path):
     [
         ("  EN ", "en", None),
         ("pt", "pt", None),
-        ("FIL", "fil", None),
+        ("FIL", None, "unknown language code 'fil'"),  # ISO 639-3: not a code the model was trained with
+        ("xx", None, "unknown language code 'xx'"),
         ("", None, None),
         ("   ", None, None),
         ("english", None, "unknown language code 'english'"),
@@ -160,6 +169,63 @@ def test_language_normalisation(tmp_path, written, language, error):
     assert record[2] == (None if error else "t")
 
 
+# --- reading: streamed in chunks ------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 5, 50])
+def test_chunks_concatenate_to_the_whole_file_with_row_numbers_continuing(tmp_path, chunk_rows):
+    lines = [json.dumps({"text": f"t{i}", "language": "en"}) if i % 3 else "{broken" for i in range(10)]
+    path = _write(tmp_path, "in.jsonl", "\n".join(lines) + "\n")
+    chunks = list(iter_prediction_input(path, chunk_rows=chunk_rows))
+    assert [len(chunk) for chunk in chunks[:-1]] == [chunk_rows] * (len(chunks) - 1)
+    assert all(list(chunk.index) == list(range(len(chunk))) for chunk in chunks)
+    joined = pd.concat(chunks, ignore_index=True)
+    assert joined["row"].tolist() == list(range(10))
+    assert _records(joined) == _records(read_prediction_input(path))
+
+
+def test_a_quoted_newline_across_a_chunk_boundary_stays_one_record(tmp_path):
+    path = _write(tmp_path, "in.csv", 'text\nfirst\n"multi\nline"\nthird\n')
+    chunks = list(iter_prediction_input(path, chunk_rows=1))
+    assert [chunk["text"].tolist() for chunk in chunks] == [["first"], ["multi\nline"], ["third"]]
+
+
+@pytest.mark.parametrize("newline", ["\r", "\r\n", "\n"])
+def test_csv_line_endings_of_any_kind(tmp_path, newline):
+    path = _write(tmp_path, "in.csv", newline.join(["text,language", "one,en", '"two\rlines",fr', "three,"]) + newline)
+    assert read_prediction_input(path)["text"].tolist() == ["one", "two\rlines", "three"]
+
+
+@pytest.mark.parametrize("name", ["in.csv", "in.txt"])
+def test_lines_longer_than_a_read_block_read_the_same(tmp_path, monkeypatch, name):
+    content = '\ufefftext\r\nshort\n"a quoted\r\nline much longer than the block"\n\nlast without newline'
+    path = _write(tmp_path, name, content)
+    whole = _records(read_prediction_input(path))
+    monkeypatch.setattr(files, "_BLOCK", 4)
+    assert _records(read_prediction_input(path)) == whole and len(whole) == (4 if name == "in.csv" else 6)
+    path.write_bytes(content.encode()[:-4] + b"\xff" + content.encode()[-3:])
+    with pytest.raises(DataError, match=rf"bad byte at offset {len(content.encode()) - 4}\)"):
+        read_prediction_input(path)
+
+
+def test_text_lines_split_on_newlines_only(tmp_path):
+    path = _write(tmp_path, "in.txt", "\ufeffa\u2028b\r\nc\x0cd\n\ne")
+    assert list(text_lines(path)) == ["a\u2028b", "c\x0cd", "", "e"]
+
+
+def test_writer_appends_chunks_and_discards_on_error(tmp_path):
+    path = tmp_path / "out.csv"
+    with PredictionWriter(path) as writer:
+        for start in range(3):
+            writer.write(_predictions().iloc[start : start + 1])
+    assert path.read_bytes() == write_predictions(_predictions(), tmp_path / "whole.csv").read_bytes()
+    with pytest.raises(ValueError), PredictionWriter(path) as writer:
+        writer.write(_predictions().head(1))
+        raise ValueError("stop")
+    assert path.read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "whole.csv"]
+
+
 # --- reading: whole-file mistakes ------------------------------------------------------
 
 
@@ -167,6 +233,8 @@ def test_csv_without_text_column_names_the_columns(tmp_path):
     path = _write(tmp_path, "in.csv", "id,body,lang\n1,hello,en\n")
     with pytest.raises(DataError, match=r"no 'text' column \(columns: id, body, lang\)"):
         read_prediction_input(path)
+    with pytest.raises(DataError, match="no 'text' column"):
+        iter_prediction_input(path)  # found before the first chunk is asked for
 
 
 def test_unsupported_input_suffix_names_the_supported_ones(tmp_path):

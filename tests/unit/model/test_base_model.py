@@ -1,11 +1,16 @@
-"""Base-model helpers that need no weights: the embedded tokenizer's sanity check."""
+"""Base-model helpers that need no weights: the embedded tokenizer's sanity check, load options."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
 
-from sentibridge.model.base import check_embedded_tokenizer
+from sentibridge.config import ModelConfig
 from sentibridge.errors import SentibridgeError
+from sentibridge.model import base
+from sentibridge.model.base import check_embedded_tokenizer
 
 
 class _CharLevel:
@@ -22,3 +27,23 @@ def test_real_gemma_tokenizer_passes(gemma_tokenizer):
 def test_character_level_conversion_is_refused():
     with pytest.raises(SentibridgeError, match="character by character"):
         check_embedded_tokenizer(_CharLevel())
+
+
+def test_revision_pins_hub_ids_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tokenizer and model get the same options: the revision for a hub id, none for a folder."""
+    calls: list[tuple[str, dict]] = []
+
+    def from_pretrained(path_or_id: str, **options):
+        calls.append((path_or_id, options))
+        return SimpleNamespace(pad_token=None, eos_token="<eos>", to=lambda device: None, eval=lambda: None)
+
+    monkeypatch.setattr(base.AutoTokenizer, "from_pretrained", from_pretrained)
+    monkeypatch.setattr(base.AutoModelForCausalLM, "from_pretrained", from_pretrained)
+    cfg = ModelConfig(base="org/model", revision="abc123", trust_remote_code=True)
+    assert base.load_tokenizer("org/model", cfg).pad_token == "<eos>"
+    base.load_causal_lm("org/model", cfg)
+    base.load_tokenizer(str(tmp_path), cfg)
+    base.load_causal_lm(str(tmp_path), cfg)
+    hub = {"revision": "abc123", "trust_remote_code": True}
+    local = {"revision": None, "trust_remote_code": True}
+    assert [options for _, options in calls] == [hub, {**hub, "dtype": base.torch.float32}, local, {**local, "dtype": base.torch.float32}]

@@ -17,9 +17,7 @@ from sentibridge.model.instructions import (
     export_llamafactory,
     format_prompt,
     label_token_ids,
-    read_jsonl,
     render_instruction,
-    write_jsonl,
 )
 
 
@@ -105,11 +103,6 @@ def test_label_tokens_are_single_and_distinct(gemma_tokenizer):
     assert all(len(tokens) == 1 for tokens in labels)
     assert len({tokens[0] for tokens in labels}) == 3
     assert [gemma_tokenizer.decode(t) for t in labels] == list(LABEL_WORDS)
-
-
-def test_jsonl_roundtrip(tmp_path, gemma_tokenizer):
-    records = build_records(_frame(["مرحبا", "नमस्ते"], languages=["ar", "hi"]), gemma_tokenizer, 128, seed=0)
-    assert read_jsonl(write_jsonl(records, tmp_path / "r.jsonl")) == records
 
 
 def test_export_llamafactory(tmp_path, gemma_tokenizer):

@@ -1,4 +1,5 @@
-"""Registry aliases on a real MLflow (SQLite): promotion under two processes, manual promote, rollback."""
+"""Registry aliases on a real MLflow (SQLite): promotion under two processes, manual promote, rollback,
+and what the registry UI shows: descriptions, per-language tags, run names and dataset inputs."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sentibridge.registry import promotion as registry
 from sentibridge.config import GateConfig
 from sentibridge.errors import SentibridgeError
 from sentibridge.registry.gate import decide
+from sentibridge.registry.registration import describe_registered_model, f1_tags
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -33,7 +35,7 @@ def _versions(client, root: Path, name: str, scores: list[dict]) -> list[str]:
         source = root / name / str(k)
         source.mkdir(parents=True)
         version = client.create_model_version(name, source.as_uri(), tags={
-            "per_language_f1": json.dumps(per_language), "f1_macro_avg": str(sum(per_language.values()) / len(per_language)),
+            **f1_tags(per_language), "f1_macro_avg": str(sum(per_language.values()) / len(per_language)),
             "data_version": "abc.dir",
         })
         out.append(str(version.version))
@@ -51,10 +53,11 @@ _RACER = textwrap.dedent(
     from sentibridge.registry import promotion as registry
     from sentibridge.config import GateConfig
     from sentibridge.registry.gate import decide
+    from sentibridge.registry.registration import f1_from_tags
 
     uri, name, version, lock_dir, barrier = sys.argv[1:]
     client = registry.client(uri)
-    mine = json.loads(client.get_model_version(name, version).tags["per_language_f1"])
+    mine = f1_from_tags(client.get_model_version(name, version).tags)
     assert registry.alias_version(client, name, "champion") is None
     decision = decide(mine, {"en": 0.5, "hi": 0.4}, GateConfig(), "base_zero_shot", version, None)
     # Both processes have now decided against "no champion"; only then may either write.
@@ -63,7 +66,7 @@ _RACER = textwrap.dedent(
         time.sleep(0.02)
 
     def redecide(current):
-        theirs = json.loads(client.get_model_version(name, current).tags["per_language_f1"])
+        theirs = f1_from_tags(client.get_model_version(name, current).tags)
         return decide(mine, theirs, GateConfig(), "champion", version, current)
 
     final = registry.apply_decision(client, name, version, decision, Path(lock_dir), redecide)
@@ -112,7 +115,11 @@ def test_gate_decision_moves_aliases_and_tags(mlflow_db, tmp_path):
     tags = client.get_model_version(name, v2).tags
     assert tags["previous_champion"] == v1 and tags["gate"] == "promoted"
     assert "retired_at" in client.get_model_version(name, v1).tags
-    assert json.loads(client.get_model_version(name, v3).tags["gate_decision"])["promote"] is False
+    rejected = client.get_model_version(name, v3)
+    assert rejected.tags["gate"] == "rejected" and "gate_decision" not in rejected.tags
+    assert rejected.description.startswith("### Gate: not promoted")
+    assert "| en | 65.0 | 70.0 | -5.0 |" in rejected.description and "- en drops -5.0 points" in rejected.description
+    assert "| en | 70.0 | 60.0 | +10.0 |" in client.get_model_version(name, v2).description
 
 
 def test_manual_promote_and_rollback(mlflow_db, tmp_path):
@@ -126,9 +133,16 @@ def test_manual_promote_and_rollback(mlflow_db, tmp_path):
     assert registry.promote(client, name, v2, "hotfix for a new product line", locks) == v1
     note = json.loads(client.get_model_version(name, v2).tags["manual_promotion"])
     assert note["reason"] == "hotfix for a new product line" and note["replaced"] == v1
-    assert registry.rollback(client, name, locks) == (v2, v1)
+    described = client.get_model_version(name, v2).description
+    assert "**Promoted by hand** to champion, replacing v1" in described and "Reason: hotfix for a new product line" in described
+    assert registry.rollback(client, name, locks, reason="v2 mislabels Hindi") == (v2, v1)
     assert _aliases(client, name) == {v1: "champion", v2: "challenger"}
     assert "rolled_back" in client.get_model_version(name, v2).tags
+    # Notes are appended: v2 keeps its promotion note above the rollback's.
+    sections = client.get_model_version(name, v2).description.split("\n\n---\n\n")
+    assert "Promoted by hand" in sections[0] and "**Rolled back**" in sections[1]
+    assert "champion went back to v1" in sections[1] and "Reason: v2 mislabels Hindi" in sections[1]
+    assert "**Champion again**" in client.get_model_version(name, v1).description
     with pytest.raises(SentibridgeError, match="nothing to roll back to"):
         registry.rollback(client, name, locks)
     with pytest.raises(SentibridgeError, match="has no version 9"):
@@ -145,3 +159,16 @@ def test_list_versions_newest_first(mlflow_db):
     assert versions[0]["aliases"] == ["champion"] and versions[0]["per_language"] == {"en": 0.8, "hi": 0.6}
     assert versions[0]["f1_macro_avg"] == pytest.approx(0.7) and versions[0]["data_version"] == "abc.dir"
     assert registry.list_versions(client, "no-such-model") == []
+    tags = client.get_model_version(name, "2").tags
+    assert tags["f1_en"] == "0.8000" and tags["f1_hi"] == "0.6000" and "per_language_f1" not in tags
+
+
+def test_list_versions_reads_the_json_blob_of_older_versions(mlflow_db):
+    _, client, root = mlflow_db
+    name = "older"
+    client.create_registered_model(name)
+    (root / name).mkdir()
+    client.create_model_version(name, (root / name).as_uri(), tags={
+        "per_language_f1": json.dumps({"en": 0.5, "fr": 0.25}), "f1_macro_avg": "0.375",
+    })
+    assert registry.list_versions(client, name)[0]["per_language"] == {"en": 0.5, "fr": 0.25}
