@@ -178,7 +178,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     client, name, locks = _registry(settings)
-    old, new = registry.rollback(client, name, locks)
+    old, new = registry.rollback(client, name, locks, reason=args.reason)
     stage = _zenml_production(settings, new)
     print(f"{name}: champion rolled back from v{old} to v{new}; v{old} is challenger{stage}")
     if args.json:
@@ -320,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     promote.set_defaults(func=cmd_promote)
 
     rollback = sub.add_parser("rollback", help="give the champion alias back to the version it replaced")
+    rollback.add_argument("--reason", help="why; kept in both versions' descriptions")
     common(rollback)
     rollback.set_defaults(func=cmd_rollback)
 

@@ -146,13 +146,16 @@ def build_store(train_rows: pd.DataFrame, embed: Embed, embedder: str, cfg: Demo
     return DemonstrationStore(rows, vectors, embedder, cfg.k, cfg.cross_lingual, cfg.max_chars)
 
 
-def load_for_model(folder: Path) -> tuple[DemonstrationStore, Embed] | tuple[None, None]:
-    """The store saved inside a merged model folder and its embedder, or (None, None)."""
+def load_for_model(folder: Path, precision: str = "auto") -> tuple[DemonstrationStore, Embed] | tuple[None, None]:
+    """The store saved inside a merged model folder and its embedder, or (None, None).
+
+    ``precision``: the run's ``augment.embed_precision``, so served prompts pick the same examples.
+    """
     path = Path(folder) / STORE_DIR
     if not (path / _META).is_file():
         return None, None
     store = DemonstrationStore.load(path)
-    return store, embedder_function(store.embedder, progress=False)
+    return store, embedder_function(store.embedder, precision=precision, progress=False)
 
 
 def demonstrations_for(rows: pd.DataFrame, store: DemonstrationStore | None, embed: Embed | None) -> list[list[dict]] | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sentibridge.data.text import text_lines
 from sentibridge.errors import DataError
 from sentibridge.labels import normalise_label
 from sentibridge.languages import normalise_language
@@ -162,17 +163,6 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
     return pd.DataFrame.from_records(records), lines
 
 
-def _read_lines(path: Path) -> list[str]:
-    """One record per ``\\n``: ``str.splitlines`` would also split on U+2028 etc. inside tweets."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: cannot decode as UTF-8 (byte {exc.start}: {exc.reason})") from None
-    if text.endswith("\n"):
-        text = text[:-1]
-    return [line.removesuffix("\r") for line in text.split("\n")] if text else []
-
-
 def _read_tweeteval(folder: Path) -> pd.DataFrame:
     parts: list[pd.DataFrame] = []
     for lang_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
@@ -184,7 +174,7 @@ def _read_tweeteval(folder: Path) -> pd.DataFrame:
             if not (text_file.exists() and label_file.exists()):
                 present, absent = (text_file, label_file) if text_file.exists() else (label_file, text_file)
                 raise DataError(f"{present}: has no partner file {absent.name}")
-            texts, labels = _read_lines(text_file), _read_lines(label_file)
+            texts, labels = list(text_lines(text_file)), list(text_lines(label_file))
             if len(texts) != len(labels):
                 raise DataError(
                     f"{text_file}: {len(texts)} lines but {label_file.name} has {len(labels)}; "

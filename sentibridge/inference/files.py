@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sentibridge.data.text import BOM, text_blocks, text_lines
 from sentibridge.errors import DataError
 from sentibridge.languages import is_language_code
 
@@ -39,8 +40,6 @@ CHUNK_ROWS = 10_000
 #: Columns of :func:`read_prediction_input`'s table, in order.
 INPUT_COLUMNS = ["row", "id", "text", "language", "error"]
 
-_BOM = b"\xef\xbb\xbf"
-_BLOCK = 1 << 20
 #: (id, text, language, error) of one input record, before it is checked.
 _Record = tuple[object, object, object, "str | None"]
 
@@ -73,19 +72,6 @@ def read_prediction_input(
 ) -> pd.DataFrame:
     """The whole file as one ``INPUT_COLUMNS`` table (:func:`iter_prediction_input` in one chunk)."""
     return next(iter_prediction_input(path, text_column, language_column, chunk_rows=sys.maxsize), _frame([]))
-
-
-def text_lines(path: Path) -> Iterator[str]:
-    """A UTF-8 text file's lines, streamed, without their ``\\n`` or ``\\r\\n``.
-
-    Splits on ``\\n`` only: ``str.splitlines`` would also split on U+2028 and friends inside a
-    text. A final newline ends the last line; it does not start a new one.
-    """
-    for block in _text_blocks(path):
-        lines = block.split("\n")
-        if lines[-1] == "":
-            lines.pop()
-        yield from (line.removesuffix("\r") for line in lines)
 
 
 class PredictionWriter:
@@ -197,47 +183,15 @@ def _raw_lines(path: Path) -> Iterator[bytes]:
     try:
         with path.open("rb") as handle:
             for number, raw in enumerate(handle):
-                yield raw.removeprefix(_BOM) if number == 0 else raw
+                yield raw.removeprefix(BOM) if number == 0 else raw
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-
-
-def _text_blocks(path: Path) -> Iterator[str]:
-    """The file as strict UTF-8 text in blocks of about ``_BLOCK`` bytes that end at a ``\\n``.
-
-    Strict: silently replacing bytes would feed the model mojibake. Whole blocks, not lines,
-    so decoding and splitting stay in C.
-    """
-    offset, pending = 0, []
-    try:
-        with path.open("rb") as handle:
-            while data := handle.read(_BLOCK):
-                cut = data.rfind(b"\n") + 1
-                if not cut:  # a line longer than a block: keep reading
-                    pending.append(data)
-                    continue
-                pending.append(data[:cut])
-                block, pending = b"".join(pending), [data[cut:]]
-                yield _decode(path, block, offset)
-                offset += len(block)
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    if last := b"".join(pending):
-        yield _decode(path, last, offset)
-
-
-def _decode(path: Path, block: bytes, offset: int) -> str:
-    start = len(_BOM) if offset == 0 and block.startswith(_BOM) else 0
-    try:
-        return block[start:].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (bad byte at offset {offset + start + exc.start})") from None
 
 
 def _delimited_records(path: Path, delimiter: str, text_column: str, language_column: str) -> Iterator[_Record]:
     """Reads and checks the header now; the records stream from the returned iterator."""
     # A StringIO per block splits lines as open(newline="") would, \r and \r\n included.
-    lines = itertools.chain.from_iterable(io.StringIO(block, newline="") for block in _text_blocks(path))
+    lines = itertools.chain.from_iterable(io.StringIO(block, newline="") for block in text_blocks(path))
     reader = csv.reader(lines, delimiter=delimiter)
     try:
         header = next(reader, None)

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from sentibridge.model.base import load_causal_lm, load_tokenizer
-from sentibridge.config import EvalConfig, ModelConfig
+from sentibridge.config import AugmentConfig, EvalConfig, ModelConfig
 from sentibridge.augment.demonstrations import load_for_model
 from sentibridge.model.instructions import LABEL_WORDS
 from sentibridge.model.merge import read_merged_config
@@ -64,7 +64,8 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         self.precision = resolve_precision(precision, self.device)
         self.tokenizer = load_tokenizer(str(folder), model_cfg)
         self.model = load_causal_lm(str(folder), model_cfg, self.device, base_dtype(self.precision))
-        self.store, self.embed = load_for_model(folder)
+        embed_precision = str(config.get("augment", {}).get("embed_precision", AugmentConfig().embed_precision))
+        self.store, self.embed = load_for_model(folder, embed_precision)
         return self
 
     def predict_rows(self, rows: pd.DataFrame, progress: bool = True) -> pd.DataFrame:

@@ -362,3 +362,14 @@ def test_a_failed_step_is_shown_once(monkeypatch, capsys, debug):
     assert err.count("Traceback") == (1 if debug else 0)
     assert "error: step train failed: ValueError: boom" in err
     assert os.environ.get("SENTIBRIDGE_DEBUG") is None
+
+
+def test_rollback_passes_its_reason_to_the_registry(registry, monkeypatch, capsys):
+    from sentibridge.registry import promotion
+
+    calls = []
+    monkeypatch.setattr(promotion, "rollback", lambda client, name, locks, reason=None: calls.append(reason) or ("3", "2"))
+    monkeypatch.setattr(cli, "_zenml_production", lambda settings, version: "")
+    assert cli.main(["rollback", "--reason", "fr regressed in production", "--json"]) == 0
+    assert calls == ["fr regressed in production"]
+    assert last_json(capsys.readouterr().out) == {"ok": True, "champion": "2", "rolled_back": "3"}

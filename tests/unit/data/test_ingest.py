@@ -263,7 +263,7 @@ def _tweeteval_empty(tmp):
 def _tweeteval_latin1(tmp):
     write_tweeteval(tmp / "tw", "french", "train", "x\n", "0\n")
     (tmp / "tw" / "french" / "train_text.txt").write_bytes("caf\xe9\n".encode("latin-1"))
-    return tmp / "tw", "train_text.txt", "cannot decode as UTF-8"
+    return tmp / "tw", "train_text.txt", "not UTF-8 text"
 
 
 def _empty_folder(tmp):

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sentibridge.data import text
 from sentibridge.errors import DataError
 from sentibridge.inference import files
 from sentibridge.inference.predict import OUTPUT_COLUMNS, SCORE_COLUMNS, PredictSummary, predict_file
@@ -147,7 +148,7 @@ def test_a_model_failing_mid_way_leaves_no_output(tmp_path):
 
 
 def test_bad_utf8_found_mid_stream_is_a_one_line_data_error_and_no_output(tmp_path, monkeypatch):
-    monkeypatch.setattr(files, "_BLOCK", 8)  # read in small blocks, as a large file would be
+    monkeypatch.setattr(text, "BLOCK", 8)  # read in small blocks, as a large file would be
     content = ("text\n" + "fine\n" * 5).encode() + b"caf\xe9\n" + b"more\n"
     path = tmp_path / "in.csv"
     path.write_bytes(content)

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sentibridge.data import text
 from sentibridge.errors import DataError
 from sentibridge.inference import files
 from sentibridge.inference.files import (
@@ -201,7 +202,7 @@ def test_lines_longer_than_a_read_block_read_the_same(tmp_path, monkeypatch, nam
     content = '\ufefftext\r\nshort\n"a quoted\r\nline much longer than the block"\n\nlast without newline'
     path = _write(tmp_path, name, content)
     whole = _records(read_prediction_input(path))
-    monkeypatch.setattr(files, "_BLOCK", 4)
+    monkeypatch.setattr(text, "BLOCK", 4)
     assert _records(read_prediction_input(path)) == whole and len(whole) == (4 if name == "in.csv" else 6)
     path.write_bytes(content.encode()[:-4] + b"\xff" + content.encode()[-3:])
     with pytest.raises(DataError, match=rf"bad byte at offset {len(content.encode()) - 4}\)"):

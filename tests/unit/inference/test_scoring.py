@@ -68,7 +68,7 @@ def test_multi_token_labels_use_teacher_forcing(gemma_tokenizer, tiny_gemma):
 
 
 def test_empty_input(gemma_tokenizer, tiny_gemma):
-    result = score_prompts(tiny_gemma(0), gemma_tokenizer, [], device="cpu", progress=False)
+    result = score_prompts(tiny_gemma(0), gemma_tokenizer, [], batch_size=4, device="cpu", progress=False)
     assert result.probs.shape == (0, 3)
 
 
