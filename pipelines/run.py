@@ -74,10 +74,13 @@ class TrainResult:
         return bool(self.decision["promote"])
 
 
-def validate(settings: Settings, prepared: bool = False) -> ValidateResult:
-    """Ingest, validate and split ``settings.data.path``; with ``prepared``, load the splits too."""
+def validate(settings: Settings, prepared: bool = False, version: DataVersion | None = None) -> ValidateResult:
+    """Ingest, validate and split ``settings.data.path``; with ``prepared``, load the splits too.
+
+    ``version``: the data version when the caller already knows it (``at_revision``).
+    """
     started = time.perf_counter()
-    run = _run(settings, data_only=True)
+    run = _run(settings, data_only=True, version=version)
     frames = {stem: _output(run, *where) for stem, where in PREPARED.items()} if prepared else {}
     return ValidateResult(
         run_id=str(run.id),
@@ -88,14 +91,14 @@ def validate(settings: Settings, prepared: bool = False) -> ValidateResult:
     )
 
 
-def train(settings: Settings, version: DataVersion | None = None) -> TrainResult:
+def train(settings: Settings, version: DataVersion | None = None, run_config: Path | None = None) -> TrainResult:
     """The whole pipeline: data, augmentation, LoRA training, evaluation, registration, gate.
 
     ``version``: the data version when the caller already computed it (``retrain``), so the
-    data is hashed once.
+    data is hashed once. ``run_config``: a ZenML run-config YAML for the stack (``--run-config``).
     """
     started = time.perf_counter()
-    run = _run(settings, data_only=False, version=version)
+    run = _run(settings, data_only=False, version=version, run_config=run_config)
     return TrainResult(
         run_id=str(run.id),
         run_name=run.name,
@@ -109,12 +112,70 @@ def train(settings: Settings, version: DataVersion | None = None) -> TrainResult
     )
 
 
-def schedule(settings: Settings, zenml_schedule) -> None:
-    """Register the whole pipeline with a ZenML ``Schedule`` on the active orchestrator."""
-    _run(settings, data_only=False, zenml_schedule=zenml_schedule)
+def at_revision(settings: Settings, rev: str) -> tuple[Settings, DataVersion]:
+    """``settings`` whose ``data.path`` is a copy of that path as of git revision ``rev``, and its version.
+
+    The copy lives in the home (``data-revisions/<md5>/``), read through DVC (``--data-rev``).
+    """
+    from sentibridge.data.dvc_source import read_at_revision
+    from sentibridge.home import resolve_home
+
+    copy, version = read_at_revision(settings.data.path, rev, resolve_home().root / "data-revisions")
+    at_rev = settings.model_copy(deep=True)
+    at_rev.data.path = str(copy)
+    return at_rev, version
 
 
-def _run(settings: Settings, data_only: bool, zenml_schedule=None, version: DataVersion | None = None):
+def schedule(settings: Settings, zenml_schedule, run_config: Path | None = None) -> None:
+    """Register the whole pipeline with a ZenML ``Schedule`` on the active orchestrator.
+
+    ``zenml_schedule`` None: the ``schedule`` of the ``run_config`` file.
+    """
+    _run(settings, data_only=False, zenml_schedule=zenml_schedule, run_config=run_config, scheduled=True)
+
+
+def run_config_cron(run_config: Path) -> str | None:
+    """The cron expression of the ``schedule`` in a ZenML run-config file (None without one)."""
+    import yaml
+
+    from sentibridge.errors import ConfigError
+    from sentibridge.schedule import validate_cron
+
+    if not run_config.is_file():
+        raise ConfigError(f"run config not found: {run_config}")
+    try:
+        loaded = yaml.safe_load(run_config.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot parse run config {run_config}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"run config {run_config} must be a mapping (ZenML's run-config format)")
+    plan = loaded.get("schedule") or {}
+    if plan and not plan.get("cron_expression"):
+        raise ConfigError(f"run config {run_config}: a schedule needs a cron_expression")
+    return validate_cron(plan["cron_expression"]) if plan else None
+
+
+def pipeline_options(settings: Settings, data_only: bool, run_name: str, run_config: Path | None = None) -> dict:
+    """The ``with_options`` arguments of one run; ``run_config``'s stack settings are merged in by ZenML."""
+    options: dict = {"run_name": run_name}
+    if run_config is not None:
+        options["config_path"] = str(run_config)
+    if not data_only:
+        from zenml import Model
+
+        options["model"] = Model(name=settings.registry.model_name, description="sentibridge sentiment model")
+        options["settings"] = {"experiment_tracker": {"experiment_name": settings.registry.experiment}}
+    return options
+
+
+def _run(
+    settings: Settings,
+    data_only: bool,
+    zenml_schedule=None,
+    version: DataVersion | None = None,
+    run_config: Path | None = None,
+    scheduled: bool = False,
+):
     """Activate the home and stack, run the pipeline, return the ZenML run (None when scheduled)."""
     from sentibridge.data.version import data_version
     from sentibridge.home import activate, ensure_experiment, ensure_stack, quiet
@@ -123,18 +184,14 @@ def _run(settings: Settings, data_only: bool, zenml_schedule=None, version: Data
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     home = activate()
+    if not data_only:  # the tracking server's first request: an outage or a refused login stops here
+        ensure_experiment(home, settings.registry.experiment)
     ensure_stack(home)
     metadata = (version or data_version(path)).as_metadata()
     from pipelines.sentibridge_pipeline import sentibridge_pipeline
 
     run_name = f"sentibridge-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    options: dict = {"run_name": run_name}
-    if not data_only:
-        from zenml import Model
-
-        ensure_experiment(home, settings.registry.experiment)
-        options["model"] = Model(name=settings.registry.model_name, description="sentibridge sentiment model")
-        options["settings"] = {"experiment_tracker": {"experiment_name": settings.registry.experiment}}
+    options = pipeline_options(settings, data_only, run_name, run_config)
     if zenml_schedule is not None:
         options["schedule"] = zenml_schedule
     try:
@@ -143,7 +200,7 @@ def _run(settings: Settings, data_only: bool, zenml_schedule=None, version: Data
     except RuntimeError as exc:
         raise_step_error(run_name)
         raise exc
-    if zenml_schedule is not None:
+    if scheduled:
         return None
     from zenml.client import Client
 

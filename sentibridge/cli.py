@@ -29,6 +29,15 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, overrides)
 
 
+def _at_revision(settings: Settings, args: argparse.Namespace) -> tuple[Settings, DataVersion | None]:
+    """With ``--data-rev``: settings that read ``data.path`` as of that git revision, and its version."""
+    if not getattr(args, "data_rev", None):
+        return settings, None
+    from pipelines import run
+
+    return run.at_revision(settings, args.data_rev)
+
+
 def _emit_json(payload: dict) -> None:
     print(json.dumps(payload, ensure_ascii=False, default=str), flush=True)
 
@@ -37,7 +46,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from pipelines import run
     from sentibridge.data.report import data_report_text
 
-    result = run.validate(_settings(args), prepared=bool(args.export))
+    settings, version = _at_revision(_settings(args), args)
+    result = run.validate(settings, prepared=bool(args.export), version=version)
     print(data_report_text(result.data_report))
     print(f"pipeline run: {result.run_name}  ({result.seconds:.1f} s)")
     if args.export:
@@ -48,11 +58,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(settings: Settings, version: DataVersion | None = None) -> dict:
+def _train(settings: Settings, version: DataVersion | None = None, run_config: Path | None = None) -> dict:
     """Run the whole pipeline, print its tables and the gate decision; return the JSON fields."""
     from pipelines import run
 
-    result = run.train(settings, version)
+    result = run.train(settings, version, run_config)
     _print_train(result)
     return train_payload(result)
 
@@ -98,19 +108,32 @@ def train_payload(result: TrainResult) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    payload = _train(_settings(args))
+    settings, version = _at_revision(_settings(args), args)
+    run_config = Path(args.run_config) if args.run_config else None
+    if run_config is not None:
+        from pipelines import run
+
+        cron = run.run_config_cron(run_config)
+        if cron:  # ZenML's meaning of a run config with a schedule: register it, run later
+            run.schedule(settings, None, run_config)
+            print(f"scheduled the pipeline with {run_config}: {cron} (the orchestrator runs it; nothing ran now)")
+            if args.json:
+                _emit_json({"ok": True, "scheduled": cron, "run_config": str(run_config)})
+            return 0
+    payload = _train(settings, version, run_config)
     if args.json:
         _emit_json(payload)
     return 0
 
 
 def _registry(settings: Settings):
-    """(MLflow client, model name, lock folder) of the active home."""
+    """(MLflow client, model name, promotion lock) of the active home."""
     from sentibridge.registry import promotion as registry
     from sentibridge.home import activate
+    from sentibridge.registry.lock import PromotionLock
 
     home = activate()
-    return registry.client(home.tracking_uri), settings.registry.model_name, home.root / "locks"
+    return registry.client(home.tracking_uri), settings.registry.model_name, PromotionLock.of(settings.registry, home.root)
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
@@ -118,13 +141,13 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from sentibridge.data.version import data_version
     from sentibridge.schedule import retrain_reason
 
-    settings = _settings(args)
+    settings, version = _at_revision(_settings(args), args)
     path = Path(settings.data.path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     client, name, _ = _registry(settings)
     champion = registry.alias_version(client, name, registry.CHAMPION)
-    version = data_version(path)
+    version = version or data_version(path)
     ran, reason = retrain_reason(
         version.md5,
         str(champion.version) if champion is not None else None,
@@ -152,11 +175,33 @@ def cmd_models(args: argparse.Namespace) -> int:
     elif not versions:
         print(f"no versions of {name} yet: run `sentibridge train`")
     else:
+        from sentibridge.registry.gate import summary_mean_text, summary_table
+
         rows = [
-            [v["version"], ",".join(v["aliases"]), v["f1_macro_avg"], v["gate"] or "", (v["data_version"] or "")[:12], v["created"]]
+            [v["version"], ",".join(v["aliases"]), v["f1_macro_avg"], v["gate"] or "", summary_mean_text(v.get("gate_detail")),
+             (v["data_version"] or "")[:12], v["created"]]
             for v in versions
         ]
-        print(text_table(["version", "aliases", "mean F1", "gate", "data", "created"], rows))
+        print(text_table(["version", "aliases", "mean F1", "gate", "gate delta [interval]", "data", "created"], rows))
+        gated = next((v for v in versions if v.get("gate_detail")), None)
+        if gated is not None:
+            print(f"\ngate of v{gated['version']} ({gated['gate']}), per language in F1 points; --json has every version's:")
+            print(summary_table(gated["gate_detail"]))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from sentibridge.registry import promotion as registry
+    from sentibridge.registry.compare import compare_versions
+
+    settings = _settings(args)
+    client, name, _ = _registry(settings)
+    for version in (args.a, args.b):
+        registry.require_version(client, name, version)
+    comparison = compare_versions(client, name, str(args.a), str(args.b), settings.gate)
+    print(comparison.text())
+    if args.json:
+        _emit_json({"ok": True, "registered_model": name, **comparison.to_dict()})
     return 0
 
 
@@ -273,6 +318,9 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+_DATA_REV_HELP = "read data.path as of this git revision through DVC (from the DVC remote when not cached)"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors through ``main``'s error boundary (exit 2, JSON line)."""
 
@@ -293,17 +341,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="ingest, validate and split a dataset (a ZenML pipeline)")
     validate.add_argument("--data", help="CSV/JSONL/Parquet file, folder of them, or TweetEval folder")
+    validate.add_argument("--data-rev", metavar="REV", help=_DATA_REV_HELP)
     validate.add_argument("--export", metavar="DIR", help="also write the prepared splits (Parquet) and report here")
     common(validate)
     validate.set_defaults(func=cmd_validate)
 
     train = sub.add_parser("train", help="run the whole pipeline: data, LoRA training, evaluation, registration, gate")
     train.add_argument("--data", help="override data.path")
+    train.add_argument("--data-rev", metavar="REV", help=_DATA_REV_HELP)
+    train.add_argument(
+        "--run-config", metavar="FILE",
+        help="ZenML run config for the stack, e.g. configs/stacks/kubernetes.yaml (step operators, resources, "
+        "Docker, schedule); with a schedule the pipeline is scheduled instead of run",
+    )
     common(train)
     train.set_defaults(func=cmd_train)
 
     retrain = sub.add_parser("retrain", help="train again, or only when the DVC data version changed")
     retrain.add_argument("--data", help="override data.path")
+    retrain.add_argument("--data-rev", metavar="REV", help=_DATA_REV_HELP)
     retrain.add_argument("--if-data-changed", action="store_true", help="skip when the champion was trained on this data version")
     retrain.add_argument("--force", action="store_true", help="run even when the data did not change")
     common(retrain)
@@ -312,6 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list registered versions with aliases and scores")
     common(models)
     models.set_defaults(func=cmd_models)
+
+    compare = sub.add_parser("compare", help="two versions side by side per language, on the same test rows, with intervals")
+    compare.add_argument("a", help="version shown first (the reference of the deltas)")
+    compare.add_argument("b", help="version compared with it (delta = b - a)")
+    common(compare)
+    compare.set_defaults(func=cmd_compare)
 
     promote = sub.add_parser("promote", help="make a version champion by hand (logged with its reason)")
     promote.add_argument("version")

@@ -105,6 +105,17 @@ class TrainConfig(_Section):
     checkpoint_every: int = Field(0, ge=0, description="Save a checkpoint every N steps; 0 only at the end.")
     resume: bool = Field(True, description="Resume from the latest checkpoint of the same run key if present.")
     eval_rows: int = Field(64, ge=0, description="Validation rows used for eval loss.")
+    processes: int = Field(
+        1,
+        ge=1,
+        description="Data-parallel worker processes (gloo on CPU, one GPU each with nccl); batch_size stays "
+        "the global micro-batch, split across them. 1 trains in the step's own process.",
+    )
+    accelerate_config: str | None = Field(
+        None,
+        description="Accelerate config file the workers are launched with, e.g. configs/accelerate/fsdp_lora_8b.yaml "
+        "(FSDP or DeepSpeed ZeRO-3 for big models); None is plain data parallelism.",
+    )
 
 
 class EvalConfig(_Section):
@@ -201,25 +212,60 @@ class InstructionsConfig(_Section):
 class GateConfig(_Section):
     """When a candidate is promoted to champion; gains and drops are in macro-F1 points (x100)."""
 
-    mode: Literal["no_regression", "all_improve"] = Field(
-        "no_regression",
-        description="no_regression: no language drops beyond max_drop and the mean gains min_gain; "
-        "all_improve: every language gains min_gain.",
+    mode: Literal["noise_aware", "no_regression", "all_improve"] = Field(
+        "noise_aware",
+        description="noise_aware: no language credibly drops beyond max_drop (paired bootstrap, Holm-corrected) and the "
+        "mean gain beyond min_gain holds at `confidence`; too few test rows to tell makes the decision inconclusive. "
+        "no_regression (the rule before issue 13): no language's point estimate drops beyond max_drop and the mean "
+        "gains min_gain; all_improve: every language gains min_gain.",
     )
-    max_drop: float = Field(0.0, ge=0.0, description="Largest per-language drop tolerated, in points.")
-    min_gain: float = Field(0.5, ge=0.0, description="Gain required (of the mean, or of every language), in points.")
+    max_drop: float = Field(0.0, ge=0.0, description="Largest per-language drop tolerated, in points (an effect size).")
+    min_gain: float = Field(
+        0.5, ge=0.0, description="Gain required (of the mean, or of every language), in points (an effect size)."
+    )
+    confidence: float = Field(
+        0.95, gt=0.5, lt=1.0,
+        description="noise_aware: the mean gain must hold with this confidence (one-sided) and a drop counts when Holm's "
+        "family-wise test rejects 'no drop' at 1 - confidence; every mode shows intervals from (1 - c) to c.",
+    )
+    detectable_margin: float = Field(
+        1.5, gt=0.0,
+        description="noise_aware: a true mean gain of min_gain plus this many points must pass with `power` on the test "
+        "rows; when the rows are too few for that, a candidate that does not pass is inconclusive (not promoted), "
+        "not rejected.",
+    )
+    power: float = Field(0.8, gt=0.5, lt=1.0, description="noise_aware: the power behind detectable_margin.")
     bootstrap_confidence: float | None = Field(
-        None, gt=0.5, lt=1.0, description="If set, each required gain must hold in this share of paired bootstrap resamples."
+        None, gt=0.5, lt=1.0,
+        description="no_regression/all_improve: if set, each required gain must also hold in this share of paired "
+        "bootstrap resamples.",
     )
     bootstrap_resamples: int = Field(1000, ge=100)
     seed: int = Field(42, description="Seeds the paired bootstrap resamples.")
 
 
 class RegistryConfig(_Section):
-    """MLflow experiment and registered-model names."""
+    """MLflow experiment and registered-model names, and the promotion lock."""
 
     experiment: str = "sentibridge"
     model_name: str = "sentibridge-sentiment"
+    lock_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of a database lock shared by every machine that promotes "
+        "(sqlite:////shared/locks.db, postgresql://..., mysql+pymysql://...); None: a file lock in the home.",
+    )
+    lock_timeout_s: float = Field(600.0, gt=0, description="Give up waiting for the promotion lock after this long.")
+
+    @model_validator(mode="after")
+    def _lock_url(self) -> "RegistryConfig":
+        if self.lock_url is not None:
+            from sentibridge.registry.lock import check_lock_url
+
+            try:
+                check_lock_url(self.lock_url)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return self
 
 
 class Settings(_Section):

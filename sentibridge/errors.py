@@ -64,7 +64,7 @@ def describe(exc: BaseException) -> Failure:
     mlflow_errors = sys.modules.get("mlflow.exceptions")
     if mlflow_errors is not None and isinstance(exc, mlflow_errors.MlflowException):
         uri = os.environ.get("MLFLOW_TRACKING_URI", "the default tracking URI")
-        return Failure(f"MLflow ({uri}): {_first_line(exc.message)}", 1, trace)
+        return Failure(tracking_server_failure(exc, uri) or f"MLflow ({uri}): {_first_line(exc.message)}", 1, trace)
     if isinstance(exc, OSError):
         where = exc.filename if exc.filename is not None else ""
         if exc.filename2 is not None:
@@ -72,6 +72,54 @@ def describe(exc: BaseException) -> Failure:
         reason = exc.strerror or _first_line(str(exc)) or type(exc).__name__
         return Failure(f"{where}: {reason}" if where else reason, 1, trace)
     return Failure(f"{type(exc).__name__}: {_first_line(str(exc))}", 1, trace, unexpected=True)
+
+
+#: MLflow error codes of a server that refused who we are (HTTP 401 and 403).
+_REFUSED = {"UNAUTHENTICATED": "401 Unauthorized", "PERMISSION_DENIED": "403 Forbidden"}
+
+
+def tracking_server_failure(exc: BaseException, uri: str) -> str | None:
+    """One line for an MLflow request the tracking server never answered, answered 5xx or refused.
+
+    None for every other MLflow error (a missing model, a bad parameter): those are answers.
+    MLflow wraps the HTTP failure (after its own retries) in an ``MlflowException`` whose
+    context is the ``requests`` error, so the kind of outage is read from the exception chain.
+    """
+    import requests
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT
+
+    code = getattr(exc, "error_code", None)
+    if code in _REFUSED:
+        return (
+            f"MLflow tracking server {uri} refused the request ({_REFUSED[code]}): "
+            "check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+        )
+    cause = next((e for e in _chain(exc) if isinstance(e, requests.RequestException)), None)
+    retries = MLFLOW_HTTP_REQUEST_MAX_RETRIES.get()
+    if isinstance(cause, requests.Timeout):
+        timeout = MLFLOW_HTTP_REQUEST_TIMEOUT.get()
+        return f"MLflow tracking server {uri} did not answer within {timeout} s (MLFLOW_HTTP_REQUEST_TIMEOUT)"
+    if isinstance(cause, requests.exceptions.RetryError):  # 429/5xx until the retries ran out
+        reason = getattr(cause.args[0], "reason", None) if cause.args else None
+        return f"MLflow tracking server {uri} is failing: {reason or 'server errors'} ({retries} retries)"
+    if isinstance(cause, requests.ConnectionError):
+        errno_error = next((e for e in _chain(cause) if isinstance(e, OSError) and e.strerror), None)
+        why = errno_error.strerror if errno_error is not None else "no connection"
+        return f"MLflow tracking server {uri} is unreachable: {why} ({retries} retries); is it running?"
+    return None
+
+
+def _chain(exc: BaseException):
+    """``exc``, its causes and contexts, and urllib3's ``reason`` of a failed retry, in order."""
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo += [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
 
 
 def _first_line(text: str) -> str:

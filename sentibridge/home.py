@@ -94,6 +94,11 @@ def activate() -> Home:
     env.setdefault("DO_NOT_TRACK", "true")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("ZENML_LOGGING_VERBOSITY", "WARN")
+    # MLflow's own retries, shorter than its defaults (7 retries, backoff 2, 120 s): a tracking
+    # server that is down fails a command in seconds, not minutes. Users may set their own.
+    env.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    env.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    env.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     if "ZENML_STORE_URL" not in env and env.get("ZENML_CONFIG_PATH", str(home.zenml_config)) == str(home.zenml_config):
         repoint_zenml(home)
         env["ZENML_CONFIG_PATH"] = str(home.zenml_config)
@@ -288,6 +293,15 @@ def ensure_stack(home: Home) -> str:
 
     from sentibridge.errors import ConfigError
 
+    from zenml.integrations.mlflow.flavors.mlflow_experiment_tracker_flavor import is_remote_mlflow_tracking_uri
+
+    if not os.environ.get("SENTIBRIDGE_STACK") and is_remote_mlflow_tracking_uri(home.tracking_uri):
+        # ZenML's MLflow tracker refuses a remote URI without stored credentials; those
+        # belong in a ZenML secret of a stack the team registers, not in our local one.
+        raise ConfigError(
+            f"MLFLOW_TRACKING_URI={home.tracking_uri} is a remote server: register a ZenML stack whose "
+            "MLflow tracker has its credentials and set SENTIBRIDGE_STACK (README: Run it on your infrastructure)"
+        )
     # Steps and pipelines are importable packages next to sentibridge/; without this ZenML
     # guesses the root from __main__, which for a console script is the venv's bin/.
     source_utils.set_custom_source_root(str(Path(__file__).resolve().parents[1]))
@@ -339,18 +353,20 @@ def moved_store_path(path: str, home: Home) -> str | None:
 
 
 def ensure_experiment(home: Home, name: str) -> None:
-    """Create the MLflow experiment with its artifacts under the home (local stores only).
+    """Create the MLflow experiment, with its artifacts under the home on the local store.
 
     MLflow on SQLite would otherwise put artifacts in ``./mlruns`` of whatever folder the
-    command ran in. A remote or user-chosen tracking server keeps its own artifact root.
+    command ran in. A remote or user-chosen tracking server keeps its own artifact root. This
+    is also a pipeline's first request to a tracking server: one that is down, failing or
+    refusing the login stops the run here, before any step.
     """
-    if home.tracking_uri != home.local_tracking_uri:
-        return
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=home.tracking_uri)
-    if client.get_experiment_by_name(name) is None:
-        client.create_experiment(name, artifact_location=(home.mlflow_dir / "artifacts").as_uri())
+    if client.get_experiment_by_name(name) is not None:
+        return
+    local = home.tracking_uri == home.local_tracking_uri
+    client.create_experiment(name, artifact_location=(home.mlflow_dir / "artifacts").as_uri() if local else None)
 
 
 def _register_component(client, name: str, kind, tracking_uri: str | None) -> None:

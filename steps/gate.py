@@ -18,6 +18,7 @@ from sentibridge.model.base import resolve_base_model
 from sentibridge.config import EvalConfig, GateConfig, ModelConfig, RegistryConfig
 from sentibridge.registry.gate import ChampionRecord, Decision, Reference, choose_reference, gate_predictions
 from sentibridge.home import resolve_home
+from sentibridge.registry.lock import PromotionLock
 from sentibridge.inference.evaluation import plot_f1_vs_reference
 from sentibridge.inference.predict import predict_with
 
@@ -91,14 +92,19 @@ def gate(
     champion = registry.alias_version(client, name, registry.CHAMPION)
     decision = against(champion)
     decision = registry.apply_decision(
-        client, name, candidate, decision, resolve_home().root / "locks",
+        client, name, candidate, decision, PromotionLock.of(registry_cfg, resolve_home().root),
         redecide=lambda version: against(client.get_model_version(name, version)),
     )
     if decision.promote:
         get_step_context().model.set_stage(ModelStages.PRODUCTION, force=True)
     tracking.log_json(decision.to_dict(), "gate/decision.json")
     _log_comparison_plot(decision, metrics)
-    tracking.log_metrics({"promoted": float(decision.promote), "gate_mean_delta": decision.mean["delta"]})
-    log_metadata(metadata={"promoted": decision.promote, "reasons": decision.reasons}, artifact_name="decision", infer_artifact=True)
+    interval = {"gate_mean_ci_low": decision.mean["ci_low"], "gate_mean_ci_high": decision.mean["ci_high"]}
+    tracking.log_metrics({"promoted": float(decision.promote), "gate_mean_delta": decision.mean["delta"]}
+                         | {key: value for key, value in interval.items() if value is not None})
+    log_metadata(
+        metadata={"promoted": decision.promote, "outcome": decision.outcome, "reasons": decision.reasons},
+        artifact_name="decision", infer_artifact=True,
+    )
     tracking.name_run(decision.run_name())  # last: ZenML finds the pipeline's MLflow run by its old name
     return decision.to_dict(), MarkdownString(decision.markdown())

@@ -17,6 +17,7 @@ from sentibridge.model.base import load_causal_lm, load_tokenizer, resolve_base_
 from sentibridge.config import LoraConfig, ModelConfig, Settings, TrainConfig
 from sentibridge.home import resolve_home
 from sentibridge.model.precision import base_dtype, default_device, resolve_precision
+from sentibridge.model.launch import needs_workers, train_in_workers
 from sentibridge.model.training import train_lora
 from steps.scratch import output_folder
 
@@ -67,21 +68,28 @@ def train(
     home = resolve_home()
     base = resolve_base_model(model_cfg, home.embedded_model)
     device = default_device()
-    precision = resolve_precision(train_cfg.precision, device)
-    tokenizer = load_tokenizer(base, model_cfg)
-    model = load_causal_lm(base, model_cfg, device, base_dtype(precision))
     output_dir = home.runs / run_key(model_cfg, lora_cfg, train_cfg, train_records, val_records)
-    result = train_lora(
-        model,
-        tokenizer,
-        train_records,
-        val_records,
-        lora_cfg,
-        train_cfg,
-        output_dir,
-        on_log=tracking.log_step_metrics,
-        device=device,
-    )
+    if needs_workers(train_cfg):
+        # N data-parallel workers; their main rank's step metrics reach this run afterwards.
+        result = train_in_workers(
+            base, model_cfg, lora_cfg, train_cfg, train_records, val_records, output_dir,
+            on_log=tracking.log_step_metrics, device=device.type,
+        )  # fmt: skip
+    else:
+        precision = resolve_precision(train_cfg.precision, device)
+        tokenizer = load_tokenizer(base, model_cfg)
+        model = load_causal_lm(base, model_cfg, device, base_dtype(precision))
+        result = train_lora(
+            model,
+            tokenizer,
+            train_records,
+            val_records,
+            lora_cfg,
+            train_cfg,
+            output_dir,
+            on_log=tracking.log_step_metrics,
+            device=device,
+        )
     summary = {
         "base_model": model_cfg.base,
         "steps": result.steps,
@@ -92,6 +100,7 @@ def train(
         "precision": result.precision,
         "resumed_from": result.resumed_from,
         "device": str(device),
+        "world_size": result.world_size,
         "train_records": len(train_records),
     }
     tracking.log_metrics({k: summary[k] for k in ("train_loss", "tokens_per_s", "train_seconds") if summary[k] is not None})

@@ -1,26 +1,37 @@
 """The promotion gate: does a candidate beat the reference (the champion, or the base model)?
 
 Scores are per-language macro-F1 in 0..1, measured on the same test rows; the rule speaks in
-F1 points (x100), as people do. Two modes:
+F1 points (x100), as people do. Per-language macro-F1 on a few hundred rows moves by points
+between two training seeds, so the default rule asks whether a difference is credible:
 
-- ``no_regression`` (default): no language drops by more than ``max_drop`` points and the mean
-  over languages gains at least ``min_gain`` points;
+- ``noise_aware`` (default): a paired bootstrap of the test rows gives each language's delta an
+  interval. A language counts as dropping only when "it drops no more than ``max_drop``" is
+  rejected at ``1 - confidence`` after Holm's correction for the number of languages; the mean
+  gain must exceed ``min_gain`` with ``confidence`` (one-sided). A candidate that passes is
+  ``promoted``, one with a credible drop is ``rejected``; otherwise it is ``inconclusive`` when the
+  test rows could not confirm a true mean gain of ``min_gain + detectable_margin`` (with ``power``), and
+  ``rejected`` when they could. Inconclusive decisions say how many rows would be needed.
+- ``no_regression`` (the rule before): no language's point estimate drops by more than
+  ``max_drop`` points and the mean gains at least ``min_gain`` points;
 - ``all_improve``: every language gains at least ``min_gain`` points.
 
-With ``bootstrap_confidence`` set, every gain the mode needs must also hold in that share of
-paired bootstrap resamples of the test rows, so noise alone cannot promote.
+With ``bootstrap_confidence`` set, every gain the two older modes need must also hold in that
+share of paired bootstrap resamples. Every decision made from predictions shows each
+language's interval (``ci_low``..``ci_high``, points) and P(better), whatever the mode.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import f1_score
 
 from sentibridge.config import GateConfig
 from sentibridge.inference.evaluation import evaluate_predictions
@@ -28,11 +39,17 @@ from sentibridge.tables import text_table
 
 #: Differences below this many points are float noise, not gains or drops.
 _EPS = 1e-9
+OUTCOMES = ("promoted", "rejected", "inconclusive")
 
 
 @dataclass
 class Decision:
-    """A gate decision: the per-language table, the rule, each reason, and both versions."""
+    """A gate decision: the per-language table, the rule, each reason, and both versions.
+
+    ``outcome`` is ``promoted``, ``rejected`` or ``inconclusive`` (too few test rows to tell; not
+    promoted). Language rows and ``mean`` carry ``delta``, ``ci_low`` and ``ci_high`` (points)
+    and ``p_better``; language rows also ``p_drop`` (Holm-adjusted) under ``noise_aware``.
+    """
 
     promote: bool
     reference: str  # "champion" or "base_zero_shot"
@@ -40,29 +57,57 @@ class Decision:
     champion_version: str | None
     rule: dict[str, Any]
     languages: list[dict[str, Any]]
-    mean: dict[str, float]
+    mean: dict[str, Any]
     reasons: list[str] = field(default_factory=list)
+    outcome: str = ""  # empty only in records older than the field: derived from ``promote``
+
+    def __post_init__(self) -> None:
+        if not self.outcome:
+            self.outcome = "promoted" if self.promote else "rejected"
+        if self.outcome not in OUTCOMES or (self.outcome == "promoted") != self.promote:
+            raise ValueError(f"gate outcome {self.outcome!r} does not match promote={self.promote}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, payload: Mapping[str, Any]) -> "Decision":
-        return cls(**{k: payload[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: payload[k] for k in cls.__dataclass_fields__ if k in payload})
+
+    def _against(self, base: str) -> str:
+        return f"champion v{self.champion_version}" if self.reference == "champion" else base
+
+    def _has(self, key: str) -> bool:
+        return any(row.get(key) is not None for row in [*self.languages, self.mean])
 
     def text(self) -> str:
         """The decision as the CLI prints it: a verdict line, the table, the reasons."""
-        against = f"champion v{self.champion_version}" if self.reference == "champion" else "base model (zero-shot)"
         verdict = "PROMOTED" if self.promote else "NOT PROMOTED"
-        lines = [f"gate: {verdict} candidate v{self.candidate_version} against {against} (rule: {rule_text(self.rule)})"]
-        has_p = any(row.get("p_better") is not None for row in self.languages)
-        rows = [
-            [row["language"], 100 * row["candidate"], 100 * row["reference"], row["delta"]]
-            + ([row.get("p_better")] if has_p else [])
-            for row in [*self.languages, {"language": "mean", **self.mean}]
+        outcome = ": inconclusive" if self.outcome == "inconclusive" else ""
+        lines = [
+            f"gate: {verdict} candidate v{self.candidate_version} against {self._against('base model (zero-shot)')}"
+            f"{outcome} (rule: {rule_text(self.rule)})"
         ]
-        headers = ["language", "candidate", "reference", "delta"] + (["P(better)"] if has_p else [])
-        table = text_table(headers, rows, floatfmt=["", ".1f", ".1f", "+.1f", ".3f"][: len(headers)])
+        has_ci, has_p, has_drop = self._has("ci_low"), self._has("p_better"), self._has("p_drop")
+        headers = ["language", "candidate", "reference", "delta"]
+        fmt = ["", ".1f", ".1f", "+.1f"]
+        if has_ci:
+            headers.append(f"{interval_percent(self.rule)}% interval")
+            fmt.append("")
+        if has_p:
+            headers.append("P(better)")
+            fmt.append(".3f")
+        if has_drop:
+            headers.append("p(drop)")
+            fmt.append(".3f")
+        rows = []
+        for row in [*self.languages, {"language": "mean", **self.mean}]:
+            cells = [row["language"], 100 * row["candidate"], 100 * row["reference"], row["delta"]]
+            cells += [interval_text(row)] if has_ci else []
+            cells += [row.get("p_better")] if has_p else []
+            cells += [row.get("p_drop")] if has_drop else []
+            rows.append(cells)
+        table = text_table(headers, rows, floatfmt=fmt)
         lines += [f"  {line}" for line in table.splitlines()]
         lines += [f"  - {reason}" for reason in self.reasons]
         return "\n".join(lines)
@@ -89,21 +134,27 @@ class Decision:
         return text
 
     def _markdown(self, rows: list[dict[str, Any]], reasons: list[str]) -> str:
-        against = f"champion v{self.champion_version}" if self.reference == "champion" else "the base model (zero-shot)"
-        has_p = any(row.get("p_better") is not None for row in [*self.languages, self.mean])
+        has_ci, has_p, has_drop = self._has("ci_low"), self._has("p_better"), self._has("p_drop")
+        extra = ([f"{interval_percent(self.rule)}% interval"] if has_ci else []) + (["P(better)"] if has_p else []) + (
+            ["p(drop)"] if has_drop else [])
+        outcome = "promoted" if self.promote else ("inconclusive" if self.outcome == "inconclusive" else "not promoted")
         lines = [
-            f"### Gate: {'promoted' if self.promote else 'not promoted'}",
+            f"### Gate: {outcome}",
             "",
-            f"Candidate v{self.candidate_version} against {against}; rule: {rule_text(self.rule)}.",
+            f"Candidate v{self.candidate_version} against {self._against('the base model (zero-shot)')}; "
+            f"rule: {rule_text(self.rule)}.",
             "",
-            "| language | candidate F1 | reference F1 | delta (points) |" + (" P(better) |" if has_p else ""),
-            "|---|---:|---:|---:|" + ("---:|" if has_p else ""),
+            "| language | candidate F1 | reference F1 | delta (points) |" + "".join(f" {name} |" for name in extra),
+            "|---|---:|---:|---:|" + "---:|" * len(extra),
         ]
 
         def cells(row: Mapping[str, Any]) -> list[str]:
             out = [f"{100 * row['candidate']:.1f}", f"{100 * row['reference']:.1f}", f"{row['delta']:+.1f}"]
-            if has_p:
-                out.append("" if row.get("p_better") is None else f"{row['p_better']:.3f}")
+            if has_ci:
+                out.append(interval_text(row))
+            for key, wanted in (("p_better", has_p), ("p_drop", has_drop)):
+                if wanted:
+                    out.append("" if row.get(key) is None else f"{row[key]:.3f}")
             return out
 
         lines += [f"| {row['language']} | " + " | ".join(cells(row)) + " |" for row in rows]
@@ -116,26 +167,93 @@ class Decision:
             lines.append(f"- _{len(self.reasons) - len(reasons)} more in the run's `gate/decision.json`_")
         return "\n".join(lines)
 
+    def failing_languages(self) -> list[dict[str, Any]]:
+        """The language rows that block promotion by themselves, worst first."""
+        alpha = 1 - self.rule.get("confidence", 0.95)
+
+        def fails(row: Mapping[str, Any]) -> bool:
+            if row.get("p_drop") is not None:  # noise_aware with predictions: only credible drops count
+                return row["p_drop"] < alpha
+            if row["delta"] < -self.rule["max_drop"] - _EPS:
+                return True
+            return self.rule["mode"] == "all_improve" and row["delta"] < self.rule["min_gain"] - _EPS
+
+        return sorted((row for row in self.languages if fails(row)), key=lambda row: row["delta"])
+
     def run_name(self) -> str:
         """A run name people can tell apart: ``v3 promoted (mean F1 71.2)``, ``v4 rejected: fr -2.1``."""
         version = f"v{self.candidate_version}"
         if self.promote:
             return f"{version} promoted (mean F1 {100 * self.mean['candidate']:.1f})"
-        all_improve = self.rule["mode"] == "all_improve"
-        failing = sorted(
-            (row for row in self.languages
-             if row["delta"] < -self.rule["max_drop"] - _EPS or (all_improve and row["delta"] < self.rule["min_gain"] - _EPS)),
-            key=lambda row: row["delta"],
-        )
+        if self.outcome == "inconclusive":
+            return f"{version} inconclusive: mean {self.mean['delta']:+.1f} {interval_text(self.mean)}".rstrip()
+        failing = self.failing_languages()
         if failing:
             named = ", ".join(f"{row['language']} {row['delta']:+.1f}" for row in failing[:2])
             return f"{version} rejected: {named}" + (f" (+{len(failing) - 2} more)" if len(failing) > 2 else "")
-        # No language failed: the mean fell short, or the bootstrap was not confident enough.
-        unsure = self.rule.get("bootstrap_confidence") and self.mean["delta"] >= self.rule["min_gain"] - _EPS
+        # No language failed: the mean fell short, or it was not confident enough.
+        confident_mode = self.rule["mode"] == "noise_aware" and self.mean.get("ci_low") is not None
+        unsure = (confident_mode or self.rule.get("bootstrap_confidence")) and self.mean["delta"] >= self.rule["min_gain"] - _EPS
         return f"{version} rejected: mean {self.mean['delta']:+.1f}" + (" (not confident)" if unsure else "")
+
+    def tags(self) -> dict[str, str]:
+        """Registry tags: ``gate_mean`` and ``gate_<lang>``, each a small JSON of delta, interval and p."""
+        summary = self.summary()
+        return {"gate_mean": json.dumps(summary["mean"])} | {
+            f"gate_{language}": json.dumps(row) for language, row in summary["languages"].items()
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """A compact record: outcome, and for the mean and each language delta [ci_low, ci_high] and p."""
+
+        def short(row: Mapping[str, Any]) -> dict[str, Any]:
+            out = {key: round(row[key], 2) for key in ("delta", "ci_low", "ci_high") if row.get(key) is not None}
+            for key in ("p_better", "p_drop"):
+                if row.get(key) is not None:
+                    out[key] = round(row[key], 3)
+            return out
+
+        return {
+            "outcome": self.outcome,
+            "reference": self.reference,
+            "champion_version": self.champion_version,
+            "mean": short(self.mean),
+            "languages": {row["language"]: short(row) for row in self.languages},
+        }
+
+
+def interval_percent(rule: Mapping[str, Any]) -> str:
+    """The two-sided coverage of the shown intervals: each end is a one-sided ``confidence`` bound."""
+    return f"{100 * (2 * rule.get('confidence', 0.95) - 1):g}"
+
+
+def interval_text(row: Mapping[str, Any]) -> str:
+    if row.get("ci_low") is None:
+        return ""
+    return f"[{row['ci_low']:+.1f}, {row['ci_high']:+.1f}]"
+
+
+def summary_mean_text(summary: Mapping[str, Any] | None) -> str:
+    """``+1.2 [-0.8, +3.1]``: the mean delta of a ``Decision.summary`` (or its tags, read back) with its interval."""
+    if not summary:
+        return ""
+    mean = summary["mean"]
+    return f"{mean['delta']:+.1f} {interval_text(mean)}".rstrip()
+
+
+def summary_table(summary: Mapping[str, Any]) -> str:
+    """Per language delta, interval and p of a ``Decision.summary`` (the registry tag), as a text table."""
+    rows = [[language, row["delta"], interval_text(row), row.get("p_better"), row.get("p_drop")]
+            for language, row in [*summary["languages"].items(), ("mean", summary["mean"])]]
+    return text_table(["language", "delta", "interval", "P(better)", "p(drop)"], rows, floatfmt=["", "+.1f", "", ".3f", ".3f"])
 
 
 def rule_text(rule: Mapping[str, Any]) -> str:
+    if rule["mode"] == "noise_aware":
+        return (
+            f"no credible drop over {rule['max_drop']:g} points in any language and mean gain over "
+            f"+{rule['min_gain']:g} points, at confidence {rule['confidence']:g} (paired bootstrap, Holm)"
+        )
     if rule["mode"] == "all_improve":
         text = f"every language +{rule['min_gain']:g} points"
     else:
@@ -143,6 +261,22 @@ def rule_text(rule: Mapping[str, Any]) -> str:
     if rule.get("bootstrap_confidence"):
         text += f", bootstrap confidence {rule['bootstrap_confidence']:g}"
     return text
+
+
+def macro_f1_rows(labels: np.ndarray, predictions: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """Macro-F1 of each row of two (resamples x rows) arrays, as sklearn computes it per row.
+
+    Averages over the classes present in that row's labels or predictions (sklearn's default,
+    and ``evaluate_predictions``'); a class never predicted and present scores 0.
+    """
+    total = np.zeros(labels.shape[0])
+    present = np.zeros(labels.shape[0])
+    for c in classes:
+        truth, guess = labels == c, predictions == c
+        support = truth.sum(axis=1) + guess.sum(axis=1)
+        total += 2 * (truth & guess).sum(axis=1) / np.maximum(support, 1)
+        present += support > 0
+    return total / np.maximum(present, 1)
 
 
 def paired_bootstrap(
@@ -154,15 +288,9 @@ def paired_bootstrap(
     not the difference between two independent draws.
     """
     y, a, b = (np.asarray(x) for x in (labels, candidate, reference))
-    rng = np.random.default_rng(seed)
-    deltas = np.empty(resamples)
-    for i in range(resamples):
-        pick = rng.integers(0, len(y), len(y))
-        deltas[i] = 100 * (
-            f1_score(y[pick], a[pick], average="macro", zero_division=0)
-            - f1_score(y[pick], b[pick], average="macro", zero_division=0)
-        )
-    return deltas
+    classes = np.union1d(y, np.union1d(a, b))
+    pick = np.random.default_rng(seed).integers(0, len(y), (resamples, len(y)))
+    return 100 * (macro_f1_rows(y[pick], a[pick], classes) - macro_f1_rows(y[pick], b[pick], classes))
 
 
 def bootstrap_deltas(
@@ -175,6 +303,31 @@ def bootstrap_deltas(
     }
 
 
+def holm(p_values: Mapping[str, float]) -> dict[str, float]:
+    """Holm step-down adjusted p-values (monotone, at most 1): reject where adjusted < alpha."""
+    adjusted, running = {}, 0.0
+    ordered = sorted(p_values, key=lambda key: p_values[key])
+    for rank, key in enumerate(ordered):
+        running = max(running, min(1.0, (len(ordered) - rank) * p_values[key]))
+        adjusted[key] = running
+    return adjusted
+
+
+def drop_p_value(deltas: np.ndarray, max_drop: float) -> float:
+    """Bootstrap p-value of "the drop is at most ``max_drop``": the share of resamples that agree (+1 smoothed)."""
+    return float((1 + np.sum(deltas >= -max_drop - _EPS)) / (1 + len(deltas)))
+
+
+def rows_needed(rows_per_language: float, spread: float, rule: GateConfig) -> int:
+    """Test rows per language for a true mean gain of ``min_gain + detectable_margin`` to pass with ``power``.
+
+    ``spread`` is the bootstrap standard deviation of the mean delta (points) on
+    ``rows_per_language``; it shrinks as one over the square root of the rows.
+    """
+    z = NormalDist().inv_cdf(rule.confidence) + NormalDist().inv_cdf(rule.power)
+    return math.ceil(rows_per_language * (z * spread / rule.detectable_margin) ** 2)
+
+
 def decide(
     candidate: Mapping[str, float],
     reference: Mapping[str, float],
@@ -183,27 +336,72 @@ def decide(
     candidate_version: str | None = None,
     champion_version: str | None = None,
     deltas: Mapping[str, np.ndarray] | None = None,
+    rows: Mapping[str, int] | None = None,
 ) -> Decision:
-    """Apply ``rule`` to per-language F1 (0..1). ``deltas``: bootstrap samples per language (points)."""
+    """Apply ``rule`` to per-language F1 (0..1).
+
+    ``deltas``: paired bootstrap samples per language (points), which give the intervals and
+    the noise-aware tests; ``rows``: test rows per language (for "rows needed"). Without
+    ``deltas`` the scores are taken as exact (no test noise), so ``noise_aware`` reduces to
+    the point-estimate rule; ``gate_predictions`` always passes them.
+    """
     reasons: list[str] = []
+    alpha = 1 - rule.confidence
     languages = sorted(set(candidate) | set(reference))
-    rows: list[dict[str, Any]] = []
+    table: list[dict[str, Any]] = []
     for language in languages:
         if language not in candidate or language not in reference:
             side = "candidate" if language not in candidate else "reference"
             reasons.append(f"{language}: no {side} score, so the two are not comparable")
             continue
-        delta = 100 * (candidate[language] - reference[language])
-        p = float(np.mean(deltas[language] > 0)) if deltas and language in deltas else None
-        rows.append({"language": language, "candidate": candidate[language], "reference": reference[language], "delta": delta, "p_better": p})
-    if not rows:
+        row = {"language": language, "candidate": candidate[language], "reference": reference[language],
+               "delta": 100 * (candidate[language] - reference[language]), "ci_low": None, "ci_high": None,
+               "p_better": None, "p_drop": None, "rows": (rows or {}).get(language)}
+        if deltas and language in deltas:
+            row.update(_interval(deltas[language], alpha))
+            if rule.mode == "noise_aware":
+                row["p_drop"] = drop_p_value(deltas[language], rule.max_drop)
+        table.append(row)
+    if not table:
         reasons.append("no language has both scores")
-    mean_c = float(np.mean([r["candidate"] for r in rows])) if rows else 0.0
-    mean_r = float(np.mean([r["reference"] for r in rows])) if rows else 0.0
-    mean_delta = 100 * (mean_c - mean_r)
-    mean_p = None
-    if deltas and rows and all(r["language"] in deltas for r in rows):
-        mean_p = float(np.mean(np.mean([deltas[r["language"]] for r in rows], axis=0) > 0))
+    mean_c = float(np.mean([r["candidate"] for r in table])) if table else 0.0
+    mean_r = float(np.mean([r["reference"] for r in table])) if table else 0.0
+    mean = {"candidate": mean_c, "reference": mean_r, "delta": 100 * (mean_c - mean_r),
+            "ci_low": None, "ci_high": None, "p_better": None}
+    mean_deltas = None
+    if deltas and table and all(r["language"] in deltas for r in table):
+        mean_deltas = np.mean([deltas[r["language"]] for r in table], axis=0)
+        mean.update(_interval(mean_deltas, alpha))
+    if rule.mode == "noise_aware":
+        outcome = _noise_aware(table, mean, mean_deltas, rule, reasons)
+    else:
+        outcome = _point_rule(table, mean, rule, reasons)
+    if outcome == "promoted":
+        reasons.append(
+            f"passes: mean {mean['delta']:+.2f} points{' ' + interval_text(mean) if mean['ci_low'] is not None else ''}, "
+            f"worst language {min(r['delta'] for r in table):+.1f} points"
+        )
+    return Decision(
+        promote=outcome == "promoted",
+        reference=reference_kind,
+        candidate_version=candidate_version,
+        champion_version=champion_version,
+        rule=rule.model_dump(mode="json"),
+        languages=table,
+        mean=mean,
+        reasons=reasons,
+        outcome=outcome,
+    )
+
+
+def _interval(deltas: np.ndarray, alpha: float) -> dict[str, float]:
+    """Each end a one-sided (1 - alpha) bound, so the mean passes exactly when ``ci_low`` clears min_gain."""
+    return {"ci_low": float(np.quantile(deltas, alpha)), "ci_high": float(np.quantile(deltas, 1 - alpha)),
+            "p_better": float(np.mean(deltas > _EPS))}
+
+
+def _point_rule(table: list[dict[str, Any]], mean: dict[str, Any], rule: GateConfig, reasons: list[str]) -> str:
+    """``no_regression`` and ``all_improve`` on point estimates, with the optional bootstrap share."""
 
     def confident(name: str, p: float | None) -> None:
         # Fail safe: a rule that asks for a bootstrap never passes without one.
@@ -213,7 +411,7 @@ def decide(
         elif need and p < need:
             reasons.append(f"{name} is better in only {p:.1%} of bootstrap resamples (need {need:.0%})")
 
-    for row in rows:
+    for row in table:
         if row["delta"] < -rule.max_drop - _EPS:
             reasons.append(f"{row['language']} drops {row['delta']:+.1f} points (tolerated: {rule.max_drop:g})")
         elif rule.mode == "all_improve" and row["delta"] < rule.min_gain - _EPS:
@@ -221,25 +419,64 @@ def decide(
         elif rule.mode == "all_improve":
             confident(row["language"], row["p_better"])
     if rule.mode == "no_regression":
-        if mean_delta < rule.min_gain - _EPS:
-            reasons.append(f"mean gains {mean_delta:+.2f} points, below the required +{rule.min_gain:g}")
+        if mean["delta"] < rule.min_gain - _EPS:
+            reasons.append(f"mean gains {mean['delta']:+.2f} points, below the required +{rule.min_gain:g}")
         else:
-            confident("mean", mean_p)
-    promote = not reasons
-    if promote:
-        reasons.append(
-            f"passes: mean {mean_delta:+.2f} points, worst language {min(r['delta'] for r in rows):+.1f} points"
-        )
-    return Decision(
-        promote=promote,
-        reference=reference_kind,
-        candidate_version=candidate_version,
-        champion_version=champion_version,
-        rule=rule.model_dump(mode="json"),
-        languages=rows,
-        mean={"candidate": mean_c, "reference": mean_r, "delta": mean_delta, "p_better": mean_p},
-        reasons=reasons,
+            confident("mean", mean["p_better"])
+    return "rejected" if reasons else "promoted"
+
+
+def _noise_aware(
+    table: list[dict[str, Any]], mean: dict[str, Any], mean_deltas: np.ndarray | None, rule: GateConfig, reasons: list[str]
+) -> str:
+    """Credible drops (Holm) reject; a confident mean gain promotes; a mean credibly short of it rejects;
+    otherwise the test's power decides between inconclusive and rejected."""
+    blocked = bool(reasons)  # a language without both scores
+    alpha = 1 - rule.confidence
+    if mean_deltas is None:  # exact scores: the point-estimate rule, in this rule's words
+        for row in table:
+            row["p_drop"] = None  # some languages lack resamples: no family to correct over
+            if row["delta"] < -rule.max_drop - _EPS:
+                reasons.append(f"{row['language']} drops {row['delta']:+.1f} points (tolerated: {rule.max_drop:g})")
+        if mean["delta"] <= rule.min_gain + _EPS:
+            reasons.append(f"mean gains {mean['delta']:+.2f} points, not above the required +{rule.min_gain:g}")
+        return "rejected" if reasons else "promoted"
+    adjusted = holm({row["language"]: row["p_drop"] for row in table})
+    for row in table:
+        row["p_drop"] = adjusted[row["language"]]
+        if row["p_drop"] < alpha:
+            reasons.append(
+                f"{row['language']} drops {row['delta']:+.1f} points {interval_text(row)}: credibly more than "
+                f"{rule.max_drop:g} (Holm-adjusted p {row['p_drop']:.3f} < {alpha:.3g})"
+            )
+    if reasons or blocked:
+        return "rejected"
+    if mean["ci_low"] > rule.min_gain + _EPS:
+        return "promoted"
+    spread = float(np.std(mean_deltas))
+    z = NormalDist().inv_cdf(rule.confidence) + NormalDist().inv_cdf(rule.power)
+    detectable = rule.min_gain + z * spread
+    short = (
+        f"mean gains {mean['delta']:+.2f} points {interval_text(mean)}, whose lower bound is below the required "
+        f"+{rule.min_gain:g} (confidence {rule.confidence:g})"
     )
+    if detectable > rule.min_gain + rule.detectable_margin + _EPS and mean["ci_high"] >= rule.min_gain - _EPS:
+        per_language = float(np.mean([row["rows"] for row in table if row["rows"]] or [float("nan")]))
+        needed = (
+            f"; about {rows_needed(per_language, spread, rule)} test rows per language would be "
+            f"needed (now about {per_language:.0f})" if not math.isnan(per_language) else ""
+        )
+        reasons.append(
+            f"inconclusive: {short}, and these test rows can only confirm a true mean gain of "
+            f"{detectable:.1f} points (power {rule.power:g}), not the {rule.min_gain + rule.detectable_margin:g} the rule asks "
+            f"for{needed}"
+        )
+        return "inconclusive"
+    if mean["ci_high"] < rule.min_gain - _EPS:
+        reasons.append(f"{short}; so is its upper bound: credibly short of it")
+    else:
+        reasons.append(f"{short}; the test rows could confirm a true gain of {detectable:.1f} points, so this is no gain")
+    return "rejected"
 
 
 @dataclass(frozen=True)
@@ -303,21 +540,16 @@ def gate_predictions(
     rule: GateConfig,
     candidate_version: str | None,
 ) -> Decision:
-    """Decide on two predictions tables of the same rows (joined by id); ``rule.seed`` seeds the bootstrap."""
-    joined = candidate[["id", "language", "label", "pred"]].merge(
-        reference.predictions[["id", "pred"]].rename(columns={"pred": "ref_pred"}), on="id", how="left"
-    )
-    if joined["ref_pred"].isna().any():
-        missing = int(joined["ref_pred"].isna().sum())
-        raise ValueError(f"reference predictions miss {missing} of the candidate's {len(joined)} test rows")
-    joined = joined.assign(ref_pred=joined["ref_pred"].astype(int))
-    deltas = None
-    if rule.bootstrap_confidence:
-        per_language = {
-            lang: (group["label"].astype(int).to_numpy(), group["pred"].astype(int).to_numpy(), group["ref_pred"].to_numpy())
-            for lang, group in joined.groupby("language", sort=True)
-        }
-        deltas = bootstrap_deltas(per_language, rule.bootstrap_resamples, rule.seed)
+    """Decide on two predictions tables of the same rows (joined by id).
+
+    Always bootstraps the paired rows (``rule.bootstrap_resamples``, seeded by ``rule.seed``),
+    so every language row carries its interval, whatever the mode.
+    """
+    joined = paired_rows(candidate, reference.predictions)
+    per_language = {
+        lang: (group["label"].to_numpy(), group["pred"].to_numpy(), group["ref_pred"].to_numpy())
+        for lang, group in joined.groupby("language", sort=True)
+    }
     decision = decide(
         per_language_f1(joined),
         per_language_f1(joined.drop(columns="pred").rename(columns={"ref_pred": "pred"})),
@@ -325,7 +557,19 @@ def gate_predictions(
         reference.kind,
         candidate_version,
         reference.version,
-        deltas,
+        bootstrap_deltas(per_language, rule.bootstrap_resamples, rule.seed),
+        {lang: len(labels) for lang, (labels, _, _) in per_language.items()},
     )
     decision.reasons.append(f"reference scores: {reference.source}")
     return decision
+
+
+def paired_rows(candidate: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """``id, language, label, pred, ref_pred``: the candidate's rows with the reference's prediction of each."""
+    joined = candidate[["id", "language", "label", "pred"]].merge(
+        reference[["id", "pred"]].rename(columns={"pred": "ref_pred"}), on="id", how="left"
+    )
+    if joined["ref_pred"].isna().any():
+        missing = int(joined["ref_pred"].isna().sum())
+        raise ValueError(f"reference predictions miss {missing} of the candidate's {len(joined)} test rows")
+    return joined.astype({"label": int, "pred": int, "ref_pred": int})

@@ -4,28 +4,25 @@
 ``challenger``. Each champion carries a ``previous_champion`` tag naming the version it
 replaced, so ``rollback`` can walk back one step at a time.
 
-Two pipelines finishing at once must not both become champion. Promotion runs under a file
-lock in the sentibridge home and re-reads the alias inside it (compare-and-set): if the
-champion moved since the gate looked, the gate decides again against the new one before
-anything is written. The lock covers every process that shares the home (one machine, or a
-shared filesystem).
+Two pipelines finishing at once must not both become champion. Promotion runs under the
+promotion lock (``registry/lock.py``: a file lock in the home, or a database lock that holds
+across machines) and re-reads the alias inside it (compare-and-set): if the champion moved
+since the gate looked, the gate decides again against the new one before anything is written.
 """
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import json
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import mlflow
-from filelock import FileLock, Timeout
 from mlflow.exceptions import MlflowException
 
 from sentibridge.errors import SentibridgeError
+from sentibridge.registry.lock import PromotionLock
 from sentibridge.registry.registration import f1_from_tags
 
 if TYPE_CHECKING:  # the gate pulls in sklearn and matplotlib; `retrain` only reads aliases
@@ -39,27 +36,20 @@ def client(tracking_uri: str | None = None) -> mlflow.MlflowClient:
     return mlflow.MlflowClient(tracking_uri=tracking_uri)
 
 
+#: The only MLflow answers that mean "there is none": no such model or version, and (MLflow's
+#: code for it) no such alias or a version that is not a number. An outage, a 5xx or a refused
+#: login is raised, so that no command reads "no champion yet" from a server it could not ask.
+_NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
 def alias_version(mlflow_client: mlflow.MlflowClient, name: str, alias: str) -> Any | None:
     """The model version behind ``alias``, or None when the alias (or the model) does not exist."""
     try:
         return mlflow_client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
-
-
-@contextlib.contextmanager
-def promotion_lock(lock_dir: Path, name: str, timeout_s: float = 600.0) -> Iterator[None]:
-    """An exclusive lock per registered model, shared by every process using this home."""
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(lock_dir / f"{name}.lock", timeout=timeout_s)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise SentibridgeError(f"another promotion of '{name}' holds {lock.lock_file}") from None
-    try:
-        yield
-    finally:
-        lock.release()
+    except MlflowException as exc:
+        if exc.error_code in _NOT_FOUND:
+            return None
+        raise
 
 
 def _now(seconds: float | None = None) -> str:
@@ -83,7 +73,7 @@ def apply_decision(
     name: str,
     candidate: str,
     decision: Decision,
-    lock_dir: Path,
+    lock: PromotionLock,
     redecide: Callable[[str], Decision],
 ) -> Decision:
     """Move ``champion`` (or ``challenger``) for ``candidate`` as ``decision`` says.
@@ -91,7 +81,7 @@ def apply_decision(
     Compare-and-set: inside the lock the champion is read again; if it is no longer the version
     ``decision`` was made against, ``redecide(new_champion_version)`` decides again first.
     """
-    with promotion_lock(lock_dir, name):
+    with lock.hold(name):
         current = alias_version(mlflow_client, name, CHAMPION)
         current_version = str(current.version) if current is not None else None
         if current_version != decision.champion_version and current_version is not None:
@@ -103,18 +93,21 @@ def apply_decision(
             _make_champion(mlflow_client, name, candidate, current_version)
         else:
             mlflow_client.set_registered_model_alias(name, CHALLENGER, candidate)
-        mlflow_client.set_model_version_tag(name, candidate, "gate", "promoted" if decision.promote else "rejected")
+        # promoted, rejected or inconclusive (too few test rows to tell): only promoted moves the champion.
+        mlflow_client.set_model_version_tag(name, candidate, "gate", decision.outcome)
+        for key, value in decision.tags().items():  # gate_mean, gate_<lang>: delta, interval and p
+            mlflow_client.set_model_version_tag(name, candidate, key, value)
         _add_to_description(mlflow_client, name, candidate, decision.markdown(max_chars=GATE_DESCRIPTION_CHARS))
     return decision
 
 
-def promote(mlflow_client: mlflow.MlflowClient, name: str, version: str, reason: str, lock_dir: Path) -> str | None:
+def promote(mlflow_client: mlflow.MlflowClient, name: str, version: str, reason: str, lock: PromotionLock) -> str | None:
     """Manual override: make ``version`` champion; returns the version it replaced.
 
     The reason, user and time go to the version's description and its ``manual_promotion`` tag.
     """
     require_version(mlflow_client, name, version)
-    with promotion_lock(lock_dir, name):
+    with lock.hold(name):
         current = alias_version(mlflow_client, name, CHAMPION)
         previous = str(current.version) if current is not None else None
         _make_champion(mlflow_client, name, version, previous)
@@ -130,14 +123,14 @@ def promote(mlflow_client: mlflow.MlflowClient, name: str, version: str, reason:
 
 
 def rollback(
-    mlflow_client: mlflow.MlflowClient, name: str, lock_dir: Path, reason: str | None = None
+    mlflow_client: mlflow.MlflowClient, name: str, lock: PromotionLock, reason: str | None = None
 ) -> tuple[str, str]:
     """Move ``champion`` back to the version the current champion replaced: (from, to).
 
     Both versions' descriptions say so (with ``reason`` when given); the old champion also gets
     the ``rolled_back`` tag.
     """
-    with promotion_lock(lock_dir, name):
+    with lock.hold(name):
         current = alias_version(mlflow_client, name, CHAMPION)
         if current is None:
             raise SentibridgeError(f"'{name}' has no champion to roll back")
@@ -161,7 +154,9 @@ def rollback(
 def require_version(mlflow_client: mlflow.MlflowClient, name: str, version: str) -> None:
     try:
         mlflow_client.get_model_version(name, str(version))
-    except MlflowException:
+    except MlflowException as exc:
+        if exc.error_code not in _NOT_FOUND:
+            raise
         raise SentibridgeError(f"'{name}' has no version {version}") from None
 
 
@@ -205,8 +200,10 @@ def list_versions(mlflow_client: mlflow.MlflowClient, name: str) -> list[dict[st
         by_version: dict[str, list[str]] = {}
         for alias, version in (mlflow_client.get_registered_model(name).aliases or {}).items():
             by_version.setdefault(str(version), []).append(alias)
-    except MlflowException:
-        return []
+    except MlflowException as exc:
+        if exc.error_code in _NOT_FOUND:
+            return []
+        raise
     rows = []
     for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
         tags = v.tags or {}
@@ -220,9 +217,19 @@ def list_versions(mlflow_client: mlflow.MlflowClient, name: str) -> list[dict[st
                 "data_version": tags.get("data_version"),
                 "created": _now(v.creation_timestamp / 1000),
                 "gate": tags.get("gate"),
+                "gate_detail": _gate_detail(tags),
             }
         )
     return rows
+
+
+def _gate_detail(tags: dict[str, str]) -> dict[str, Any] | None:
+    """The gate's mean and per-language delta, interval (points) and p, from ``Decision.tags``; None before them."""
+    if "gate_mean" not in tags:
+        return None
+    languages = {key[len("gate_"):]: json.loads(value) for key, value in sorted(tags.items())
+                 if key.startswith("gate_") and key != "gate_mean"}
+    return {"mean": json.loads(tags["gate_mean"]), "languages": languages}
 
 
 def set_zenml_production(model_name: str, mlflow_version: str) -> str | None:

@@ -110,7 +110,8 @@ def test_mlflow_ui_shows_decision_run_name_datasets_and_comparison(trained, mlfl
     assert version.description.startswith("### Gate: ") and "| language |" in version.description
     assert "`champion`" in mlflow_at.get_registered_model(name).description
     run = mlflow_at.get_run(result["mlflow_run_id"])
-    outcome = "promoted" if result["promoted"] else "rejected"
+    outcome = result["decision"]["outcome"]
+    assert outcome in ("promoted", "rejected", "inconclusive")
     assert run.info.run_name.startswith(f"v{number} {outcome}")
     inputs = {i.dataset.name: i.dataset.digest for i in run.inputs.dataset_inputs}
     assert set(inputs) == {"imbalanced-train", "imbalanced-val", "imbalanced-test"}

@@ -77,7 +77,7 @@ REPORT = {"rows_in": 4, "rows_valid": 4, "rows_quarantined": 0, "data_version": 
 
 
 def fake_validate(calls: list):
-    def validate(settings, prepared=False):
+    def validate(settings, prepared=False, version=None):
         calls.append((settings.data.path, prepared))
         frames = {"train": pd.DataFrame({"text": ["a", "b"]}), "quarantine": pd.DataFrame({"text": []})} if prepared else {}
         return run.ValidateResult(run_id="rid-1", run_name="sentibridge-x", data_report=dict(REPORT), seconds=1.25,
@@ -146,7 +146,7 @@ def train_result(promote: bool = True) -> run.TrainResult:
 
 
 def test_train_prints_tables_and_the_json_fields(monkeypatch, capsys):
-    monkeypatch.setattr(run, "train", lambda settings, version=None: train_result())
+    monkeypatch.setattr(run, "train", lambda settings, version=None, run_config=None: train_result())
     assert cli.main(["train", "--json"]) == 0
     out, _ = capsys.readouterr()
     assert "augmented: en +3" in out
@@ -175,7 +175,7 @@ def test_retrain_runs_without_a_champion_and_adds_ran_and_reason(registry, monke
     from sentibridge.data.version import data_version
 
     passed = []
-    monkeypatch.setattr(run, "train", lambda settings, version=None: passed.append(version) or train_result(promote=False))
+    monkeypatch.setattr(run, "train", lambda settings, version=None, run_config=None: passed.append(version) or train_result(promote=False))
     assert cli.main(["retrain", "--if-data-changed", "--data", str(SAMPLE), "--json"]) == 0
     payload = last_json(capsys.readouterr().out)
     assert set(payload) == TRAIN_FIELDS | {"ran", "reason"}
@@ -188,7 +188,7 @@ def test_retrain_skips_when_the_champion_has_this_data(registry, monkeypatch, ca
     from sentibridge.data.version import data_version
 
     registry.champion = SimpleNamespace(version=4, tags={"data_version": data_version(SAMPLE).md5})
-    monkeypatch.setattr(run, "train", lambda settings, version=None: pytest.fail("must not train"))
+    monkeypatch.setattr(run, "train", lambda settings, version=None, run_config=None: pytest.fail("must not train"))
     assert cli.main(["retrain", "--if-data-changed", "--data", str(SAMPLE), "--json"]) == 0
     payload = last_json(capsys.readouterr().out)
     assert payload["ok"] is True and payload["ran"] is False and set(payload) == {"ok", "ran", "reason"}
@@ -264,7 +264,7 @@ def test_unknown_stack_is_one_config_error_naming_the_stacks(monkeypatch, capsys
     assert last_json(out)["ok"] is False
 
 
-def boom(settings, version=None):
+def boom(settings, version=None, run_config=None):
     return 1 / 0
 
 
@@ -292,7 +292,7 @@ def test_debug_shows_the_traceback(monkeypatch, capsys, switch):
 
 
 def test_user_error_keeps_its_exit_code(monkeypatch, capsys):
-    def bad(settings, prepared=False):
+    def bad(settings, prepared=False, version=None):
         raise DataError("x.csv: missing column(s) language")
 
     monkeypatch.setattr(run, "validate", bad)
@@ -303,7 +303,7 @@ def test_user_error_keeps_its_exit_code(monkeypatch, capsys):
 
 
 def test_interrupt_is_130_with_json(monkeypatch, capsys):
-    def interrupted(settings, version=None):
+    def interrupted(settings, version=None, run_config=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(run, "train", interrupted)
@@ -352,7 +352,7 @@ def test_a_class_named_like_ours_elsewhere_is_not_a_user_error(monkeypatch):
 
 @pytest.mark.parametrize("debug", [False, True])
 def test_a_failed_step_is_shown_once(monkeypatch, capsys, debug):
-    def failing(settings, version=None):
+    def failing(settings, version=None, run_config=None):
         raise StepFailed("train", "ValueError: boom", "Traceback (most recent call last):\n  in step code\nValueError: boom")
 
     monkeypatch.setattr(run, "train", failing)

@@ -401,7 +401,7 @@ def serving_without_weights(monkeypatch):
     loaded = {}
     monkeypatch.setattr(serving, "load_tokenizer", lambda path, cfg: "tokenizer")
     monkeypatch.setattr(serving, "load_causal_lm", lambda path, cfg, device, dtype: loaded.setdefault("dtype", dtype))
-    monkeypatch.setattr(serving, "load_for_model", lambda folder: (None, None))
+    monkeypatch.setattr(serving, "load_for_model", lambda folder, precision: loaded.setdefault("embed", precision) and (None, None))
     monkeypatch.setattr(serving, "default_device", lambda: "cpu")
     return serving.SentimentModel, loaded
 
@@ -415,10 +415,11 @@ def test_serving_takes_batch_size_and_precision_from_the_saved_config(tmp_path, 
     from sentibridge.model.merge import CONFIG_FILE
 
     model_class, loaded = serving_without_weights
-    saved = Settings(eval=EvalConfig(batch_size=3, precision="bf16")).model_dump(mode="json")
+    saved = Settings(eval=EvalConfig(batch_size=3, precision="bf16"), augment={"embed_precision": "fp32"}).model_dump(mode="json")
     (tmp_path / CONFIG_FILE).write_text(json.dumps(saved), encoding="utf-8")
     model = model_class().load(tmp_path)
     assert (model.batch_size, model.precision, loaded["dtype"]) == (3, "bf16", torch.bfloat16)
+    assert loaded["embed"] == "fp32"  # demonstrations are retrieved with the run's embedding precision
     assert model_class().load(tmp_path, precision="fp32").precision == "fp32"  # an explicit choice wins
 
 

@@ -260,3 +260,14 @@ def test_resolve_home_follows_the_environment(tmp_path, monkeypatch):
     home = resolve_home()
     assert home.root == tmp_path / "h"
     assert home.tracking_uri == f"sqlite:///{tmp_path / 'h' / 'mlflow' / 'mlflow.db'}"
+
+
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:5000", "https://mlflow.example.org", "databricks"])
+def test_a_remote_tracking_uri_without_a_stack_is_one_config_line(monkeypatch, tmp_path, uri):
+    from sentibridge.errors import ConfigError
+    from sentibridge.home import Home, ensure_stack
+
+    monkeypatch.delenv("SENTIBRIDGE_STACK", raising=False)
+    with pytest.raises(ConfigError, match="is a remote server: register a ZenML stack") as info:
+        ensure_stack(Home(root=tmp_path, tracking_uri=uri))
+    assert "\n" not in str(info.value)

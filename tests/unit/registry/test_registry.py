@@ -15,6 +15,7 @@ from sentibridge.registry import promotion as registry
 from sentibridge.config import GateConfig
 from sentibridge.errors import SentibridgeError
 from sentibridge.registry.gate import decide
+from sentibridge.registry.lock import PromotionLock
 from sentibridge.registry.registration import describe_registered_model, f1_tags
 
 REPO = Path(__file__).resolve().parents[3]
@@ -53,6 +54,7 @@ _RACER = textwrap.dedent(
     from sentibridge.registry import promotion as registry
     from sentibridge.config import GateConfig
     from sentibridge.registry.gate import decide
+    from sentibridge.registry.lock import PromotionLock
     from sentibridge.registry.registration import f1_from_tags
 
     uri, name, version, lock_dir, barrier = sys.argv[1:]
@@ -69,7 +71,7 @@ _RACER = textwrap.dedent(
         theirs = f1_from_tags(client.get_model_version(name, current).tags)
         return decide(mine, theirs, GateConfig(), "champion", version, current)
 
-    final = registry.apply_decision(client, name, version, decision, Path(lock_dir), redecide)
+    final = registry.apply_decision(client, name, version, decision, PromotionLock(Path(lock_dir), 60), redecide)
     print(json.dumps({"version": version, "promoted": final.promote, "reasons": final.reasons}))
     """
 )
@@ -106,7 +108,7 @@ def test_gate_decision_moves_aliases_and_tags(mlflow_db, tmp_path):
     _, client, root = mlflow_db
     name = "gated"
     v1, v2, v3 = _versions(client, root, name, [{"en": 0.6}, {"en": 0.7}, {"en": 0.65}])
-    locks = tmp_path / "locks"
+    locks = PromotionLock(tmp_path / "locks", 60)
     never = lambda current: pytest.fail("the champion did not move")  # noqa: E731
     registry.apply_decision(client, name, v1, decide({"en": 0.6}, {"en": 0.3}, GateConfig(), "base_zero_shot", v1), locks, never)
     registry.apply_decision(client, name, v2, decide({"en": 0.7}, {"en": 0.6}, GateConfig(), "champion", v2, v1), locks, never)
@@ -126,7 +128,7 @@ def test_manual_promote_and_rollback(mlflow_db, tmp_path):
     _, client, root = mlflow_db
     name = "manual"
     v1, v2 = _versions(client, root, name, [{"en": 0.6}, {"en": 0.5}])
-    locks = tmp_path / "locks"
+    locks = PromotionLock(tmp_path / "locks", 60)
     with pytest.raises(SentibridgeError, match="no champion to roll back"):
         registry.rollback(client, name, locks)
     assert registry.promote(client, name, v1, "first model", locks) is None

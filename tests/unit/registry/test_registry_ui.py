@@ -11,6 +11,7 @@ from sentibridge import tracking
 from sentibridge.config import GateConfig, Settings
 from sentibridge.registry import promotion as registry
 from sentibridge.registry.gate import decide
+from sentibridge.registry.lock import PromotionLock
 from sentibridge.registry.registration import describe_registered_model
 
 MD5 = "d41d8cd98f00b204e9800998ecf8427e.dir"
@@ -46,7 +47,7 @@ def test_a_200_language_decision_is_a_whole_markdown_table_on_the_version(mlflow
     assert len(decision.markdown().splitlines()) > 200  # unbounded: every language
 
     version = _version(client, root, "many")
-    registry.apply_decision(client, "many", version, decision, tmp_path / "locks", lambda current: pytest.fail("moved"))
+    registry.apply_decision(client, "many", version, decision, PromotionLock(tmp_path / "locks", 60), lambda current: pytest.fail("moved"))
     text = client.get_model_version("many", version).description
     assert len(text) <= registry.GATE_DESCRIPTION_CHARS
     assert text.startswith("### Gate: not promoted")

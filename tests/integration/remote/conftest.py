@@ -1,0 +1,253 @@
+"""Real servers on loopback for the remote tests: a ZenML server, S3 (moto) and MLflow with basic auth.
+
+Each server is a subprocess in its own process group on a free port of 127.0.0.1, started once
+per session (all three at once: each takes up to a minute to start on 2 cores) and always
+terminated. Their logs go to files that a failing test shows. The stack (local orchestrator,
+S3 artifact store, MLflow tracker and registry) is registered on the ZenML server through the
+ZenML client, as a user would, and picked with ``SENTIBRIDGE_STACK``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MODEL_CACHE, cli_env
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[3]
+BUCKET = "sentibridge-artifacts"
+STACK = "sentibridge-remote"
+ADMIN, ADMIN_PASSWORD = "admin", "admin-password-for-tests"
+#: moto accepts any key; s3fs and boto3 read these from the environment, as on a real stack.
+AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    """One server subprocess: started in its own process group so that its workers stop with it."""
+
+    name: str
+    command: list[str]
+    port: int
+    health: str
+    log: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        handle = self.log.open("ab")
+        self.process = subprocess.Popen(
+            self.command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
+            cwd=self.log.parent, start_new_session=True,
+        )
+        handle.close()
+
+    def wait(self, timeout_s: float = 240.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited while starting:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(self.url + self.health, timeout=5) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(1)
+        raise RuntimeError(f"{self.name} did not answer {self.health} within {timeout_s:.0f} s:\n{self.tail()}")
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        if not self.running():
+            return
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=20)
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.is_file() else "(no log)"
+
+
+@dataclass
+class Remote:
+    """The running servers and the environment a `sentibridge` subprocess needs to use them."""
+
+    root: Path
+    zenml: Server
+    s3: Server
+    mlflow: Server
+
+    @property
+    def servers(self) -> list[Server]:
+        return [self.zenml, self.s3, self.mlflow]
+
+    def env(self, home: Path, credentials: tuple[str, str] | None = (ADMIN, ADMIN_PASSWORD), **extra: str) -> dict[str, str]:
+        """A `sentibridge` subprocess bound to ``home``, the ZenML server, the stack and MLflow."""
+        env = {**cli_env(home), **AWS, **client_config(home, self)}
+        env.update(SENTIBRIDGE_STACK=STACK, SENTIBRIDGE_MODEL_CACHE=str(MODEL_CACHE))
+        if credentials is not None:
+            env.update(MLFLOW_TRACKING_USERNAME=credentials[0], MLFLOW_TRACKING_PASSWORD=credentials[1])
+        env.update(extra)
+        return env
+
+
+def client_config(home: Path, remote: Remote) -> dict[str, str]:
+    """ZenML client settings: the server's URL, and a config folder of this home (not ~/.config)."""
+    return {
+        "ZENML_STORE_URL": remote.zenml.url,
+        "ZENML_CONFIG_PATH": str(home / "zenml-client"),
+        "ZENML_ANALYTICS_OPT_IN": "false",
+        "MLFLOW_TRACKING_URI": remote.mlflow.url,
+    }
+
+
+#: Registers the stack through the ZenML client, in a subprocess: the test process must not
+#: bind its own ZenML global config to the server.
+REGISTER_STACK = """
+import json, os, sys
+from zenml.client import Client
+from zenml.utils import source_utils
+source_utils.set_custom_source_root(os.getcwd())  # a `python -c` script has no file to guess it from
+from zenml.enums import StackComponentType as T
+bucket, endpoint, stack, tracking_uri, username, password = sys.argv[1:7]
+client = Client()
+# ZenML wants credentials for a remote tracker; a secret keeps them out of the component's config.
+client.create_secret(stack + "-mlflow", values={"username": username, "password": password})
+client.create_stack_component(name=stack + "-s3", flavor="s3", component_type=T.ARTIFACT_STORE,
+    configuration={"path": f"s3://{bucket}/zenml", "client_kwargs": {"endpoint_url": endpoint}})
+client.create_stack_component(name=stack + "-tracker", flavor="mlflow", component_type=T.EXPERIMENT_TRACKER,
+    configuration={"tracking_uri": tracking_uri, "tracking_username": "{{" + stack + "-mlflow.username}}",
+                   "tracking_password": "{{" + stack + "-mlflow.password}}"})
+client.create_stack_component(name=stack + "-registry", flavor="mlflow", component_type=T.MODEL_REGISTRY, configuration={})
+client.create_stack(name=stack, components={
+    T.ORCHESTRATOR: "default", T.ARTIFACT_STORE: stack + "-s3",
+    T.EXPERIMENT_TRACKER: stack + "-tracker", T.MODEL_REGISTRY: stack + "-registry"})
+print(json.dumps(sorted(s.name for s in client.list_stacks().items)))
+"""
+
+AUTH_INI = """[mlflow]
+default_permission = NO_PERMISSIONS
+database_uri = sqlite:///{db}
+admin_username = {admin}
+admin_password = {password}
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+grant_default_workspace_access = false
+"""
+
+
+def _mlflow_server(root: Path) -> Server:
+    (root / "mlflow").mkdir(exist_ok=True)
+    ini = root / "mlflow" / "basic_auth.ini"
+    ini.write_text(AUTH_INI.format(db=root / "mlflow" / "auth.db", admin=ADMIN, password=ADMIN_PASSWORD))
+    port = free_port()
+    return Server(
+        "mlflow server (basic-auth)",
+        [str(BIN / "mlflow"), "server", "--app-name", "basic-auth",
+         "--backend-store-uri", f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
+         "--artifacts-destination", str(root / "mlflow" / "artifacts"),
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        port, "/health", root / "mlflow" / "server.log",
+        env={"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": "tests-only",
+             "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"},
+    )
+
+
+@pytest.fixture(scope="session")
+def remote_session(tmp_path_factory):
+    root = tmp_path_factory.mktemp("remote")
+    zen_port, s3_port = free_port(), free_port()
+    (root / "zenml").mkdir()
+    (root / "s3").mkdir()
+    remote = Remote(
+        root=root,
+        zenml=Server(
+            "zenml server",
+            [sys.executable, "-m", "uvicorn", "zenml.zen_server.zen_server_api:app", "--host", "127.0.0.1", "--port", str(zen_port)],
+            zen_port, "/health", root / "zenml" / "server.log",
+            env={"ZENML_STORE_URL": f"sqlite:///{root / 'zenml' / 'zenml.db'}", "ZENML_CONFIG_PATH": str(root / "zenml" / "config"),
+                 "ZENML_SERVER_AUTH_SCHEME": "NO_AUTH", "ZENML_SERVER_AUTO_ACTIVATE": "1",
+                 "ZENML_SERVER_DEPLOYMENT_TYPE": "other", "ZENML_ANALYTICS_OPT_IN": "false", **AWS},
+        ),
+        s3=Server("moto S3", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)], s3_port, "/", root / "s3" / "server.log"),
+        mlflow=_mlflow_server(root),
+    )
+    try:
+        for server in remote.servers:
+            server.start()
+        for server in remote.servers:
+            server.wait()
+        import boto3
+
+        boto3.client("s3", endpoint_url=remote.s3.url, **_boto_credentials()).create_bucket(Bucket=BUCKET)
+        env = {**cli_env(root / "registrar"), **AWS, **client_config(root / "registrar", remote)}
+        proc = subprocess.run(
+            [sys.executable, "-c", REGISTER_STACK, BUCKET, remote.s3.url, STACK, remote.mlflow.url, ADMIN, ADMIN_PASSWORD],
+            env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
+        )
+        assert proc.returncode == 0 and STACK in json.loads(proc.stdout.splitlines()[-1]), proc.stderr[-3000:]
+        yield remote
+    finally:
+        for server in remote.servers:
+            server.stop()
+
+
+@pytest.fixture
+def remote(remote_session: Remote) -> Remote:
+    """The servers, with MLflow started again (same database) if a test stopped it."""
+    if not remote_session.mlflow.running():
+        remote_session.mlflow.start()
+        remote_session.mlflow.wait()
+    return remote_session
+
+
+def _boto_credentials() -> dict[str, str]:
+    return {"aws_access_key_id": AWS["AWS_ACCESS_KEY_ID"], "aws_secret_access_key": AWS["AWS_SECRET_ACCESS_KEY"],
+            "region_name": AWS["AWS_DEFAULT_REGION"]}
+
+
+def bucket_keys(remote: Remote, prefix: str = "") -> list[str]:
+    """Every object key in the test bucket under ``prefix``."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=remote.s3.url, **_boto_credentials())
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing remote test shows the end of each server's log."""
+    outcome = yield
+    report = outcome.get_result()
+    remote = item.funcargs.get("remote_session") if hasattr(item, "funcargs") else None
+    if report.failed and isinstance(remote, Remote):
+        for server in remote.servers:
+            report.sections.append((f"{server.name} log ({server.log})", server.tail()))

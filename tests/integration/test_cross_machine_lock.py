@@ -1,0 +1,140 @@
+"""Two "machines" (two processes with two homes) that share only an MLflow server and a lock
+database (``registry.lock_url``) gate at once: exactly one becomes champion, and the other
+decides again against it. The barrier pattern is the one of the unit race test
+(``tests/unit/registry/test_registry.py``), here against a real ``mlflow server``."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from sentibridge.registry import promotion as registry
+from sentibridge.registry.registration import f1_tags
+from tests.conftest import REPO, cli_env
+
+pytestmark = pytest.mark.integration
+
+MLFLOW = Path(sys.executable).with_name("mlflow")
+
+_RACER = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    from sentibridge.config import GateConfig, load_settings
+    from sentibridge.home import resolve_home
+    from sentibridge.registry import promotion as registry
+    from sentibridge.registry.gate import decide
+    from sentibridge.registry.lock import PromotionLock
+    from sentibridge.registry.registration import f1_from_tags
+
+    name, version, lock_url, barrier = sys.argv[1:]
+    client = registry.client()  # MLFLOW_TRACKING_URI: the shared server
+    settings = load_settings(overrides=[f"registry.lock_url={lock_url}", "registry.lock_timeout_s=60"])
+    lock = PromotionLock.of(settings.registry, resolve_home().root)
+    mine = f1_from_tags(client.get_model_version(name, version).tags)
+    assert registry.alias_version(client, name, "champion") is None
+    decision = decide(mine, {"en": 0.5, "hi": 0.4}, GateConfig(), "base_zero_shot", version, None)
+    # Both processes have now decided against "no champion"; only then may either write.
+    Path(barrier, version).touch()
+    while len(list(Path(barrier).iterdir())) < 2:
+        time.sleep(0.02)
+
+    def redecide(current):
+        theirs = f1_from_tags(client.get_model_version(name, current).tags)
+        return decide(mine, theirs, GateConfig(), "champion", version, current)
+
+    final = registry.apply_decision(client, name, version, decision, lock, redecide)
+    print(json.dumps({"version": version, "promoted": final.promote, "reasons": final.reasons, "home": str(resolve_home().root)}))
+    """
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real ``mlflow server`` on a SQLite store, up when ``/health`` answers."""
+    if not MLFLOW.is_file():
+        pytest.skip("the mlflow executable next to the interpreter is missing")
+    port, root = _free_port(), tmp_path / "server"
+    root.mkdir()
+    log = (root / "log").open("w")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    proc = subprocess.Popen(
+        [str(MLFLOW), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, (root / "log").read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "mlflow server did not answer /health within 120 s"
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, 15)  # the server's own process group: its gunicorn/uvicorn workers too
+        proc.wait(timeout=60)
+        log.close()
+
+
+def test_two_machines_sharing_only_mlflow_and_a_lock_database_leave_one_champion(mlflow_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    client = registry.client(mlflow_server)
+    name = "cross-machine"
+    client.create_registered_model(name)
+    experiment = client.create_experiment("race")
+    versions = []
+    for _ in range(2):  # equal candidates: each beats the base model, neither beats the other
+        run = client.create_run(experiment)
+        version = client.create_model_version(
+            name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id, tags=f1_tags({"en": 0.8, "hi": 0.6})
+        )
+        versions.append(str(version.version))
+    shared = tmp_path / "shared"  # what both machines mount: only the lock database
+    shared.mkdir()
+    lock_url = f"sqlite:///{shared / 'locks.db'}"
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    script = tmp_path / "racer.py"
+    script.write_text(_RACER)
+    procs = []
+    for k, version in enumerate(versions):
+        env = {**cli_env(tmp_path / f"home-{k}"), "MLFLOW_TRACKING_URI": mlflow_server}
+        procs.append(subprocess.Popen(
+            [sys.executable, str(script), name, version, lock_url, str(barrier)],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    assert results[0]["home"] != results[1]["home"]
+    promoted = [r for r in results if r["promoted"]]
+    assert len(promoted) == 1, results
+    loser = next(r for r in results if not r["promoted"])
+    assert any("champion moved" in reason for reason in loser["reasons"]), loser
+    aliases = {v["version"]: v["aliases"] for v in registry.list_versions(client, name)}
+    assert aliases == {promoted[0]["version"]: ["champion"], loser["version"]: ["challenger"]}
+    assert not any((tmp_path / f"home-{k}" / "locks").exists() for k in range(2))  # no file lock was used
