@@ -9,11 +9,11 @@ export HF_HUB_OFFLINE := 1
 .PHONY: install run test test-fast validate clean
 
 # torch==2.13.0 first: it resolves to a local CPU wheel; any other spec may pull a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
 	touch $(STAMP)
 
 install: $(STAMP)

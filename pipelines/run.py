@@ -136,19 +136,11 @@ def schedule(settings: Settings, zenml_schedule, run_config: Path | None = None)
 
 def run_config_cron(run_config: Path) -> str | None:
     """The cron expression of the ``schedule`` in a ZenML run-config file (None without one)."""
-    import yaml
-
+    from sentibridge.config import read_yaml_mapping
     from sentibridge.errors import ConfigError
     from sentibridge.schedule import validate_cron
 
-    if not run_config.is_file():
-        raise ConfigError(f"run config not found: {run_config}")
-    try:
-        loaded = yaml.safe_load(run_config.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot parse run config {run_config}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"run config {run_config} must be a mapping (ZenML's run-config format)")
+    loaded = read_yaml_mapping(run_config, "run config", "a mapping (ZenML's run-config format)")
     plan = loaded.get("schedule") or {}
     if plan and not plan.get("cron_expression"):
         raise ConfigError(f"run config {run_config}: a schedule needs a cron_expression")

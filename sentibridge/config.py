@@ -332,20 +332,27 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def read_yaml_mapping(path: Path, kind: str, shape: str) -> dict[str, Any]:
+    """A YAML file that must hold a mapping; any problem is one ``ConfigError`` line.
+
+    ``kind`` names the file in messages ("config", "run config"); ``shape`` says what it must be.
+    """
+    if not path.is_file():
+        raise ConfigError(f"{kind} file not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot parse {kind} {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{kind} {path} must be {shape}")
+    return loaded
+
+
 def load_settings(path: str | Path | None = None, overrides: list[str] | None = None) -> Settings:
     """Defaults, then the YAML file at ``path``, then ``--set`` overrides."""
     tree: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot parse config {path}: {str(exc).splitlines()[0]}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config {path} must be a mapping of sections")
-        tree = loaded
+        tree = read_yaml_mapping(Path(path), "config", "a mapping of sections")
     tree = {k: ({} if v is None else v) for k, v in tree.items()}  # an empty "data:" section
     tree = _merge(tree, parse_overrides(overrides or []))
     _check_known(tree, Settings)

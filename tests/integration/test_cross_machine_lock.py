@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 import urllib.request
 from pathlib import Path
@@ -25,37 +24,6 @@ pytestmark = pytest.mark.integration
 
 MLFLOW = Path(sys.executable).with_name("mlflow")
 
-_RACER = textwrap.dedent(
-    """
-    import json, sys, time
-    from pathlib import Path
-    from sentibridge.config import GateConfig, load_settings
-    from sentibridge.home import resolve_home
-    from sentibridge.registry import promotion as registry
-    from sentibridge.registry.gate import decide
-    from sentibridge.registry.lock import PromotionLock
-    from sentibridge.registry.registration import f1_from_tags
-
-    name, version, lock_url, barrier = sys.argv[1:]
-    client = registry.client()  # MLFLOW_TRACKING_URI: the shared server
-    settings = load_settings(overrides=[f"registry.lock_url={lock_url}", "registry.lock_timeout_s=60"])
-    lock = PromotionLock.of(settings.registry, resolve_home().root)
-    mine = f1_from_tags(client.get_model_version(name, version).tags)
-    assert registry.alias_version(client, name, "champion") is None
-    decision = decide(mine, {"en": 0.5, "hi": 0.4}, GateConfig(), "base_zero_shot", version, None)
-    # Both processes have now decided against "no champion"; only then may either write.
-    Path(barrier, version).touch()
-    while len(list(Path(barrier).iterdir())) < 2:
-        time.sleep(0.02)
-
-    def redecide(current):
-        theirs = f1_from_tags(client.get_model_version(name, current).tags)
-        return decide(mine, theirs, GateConfig(), "champion", version, current)
-
-    final = registry.apply_decision(client, name, version, decision, lock, redecide)
-    print(json.dumps({"version": version, "promoted": final.promote, "reasons": final.reasons, "home": str(resolve_home().root)}))
-    """
-)
 
 
 def _free_port() -> int:
@@ -116,13 +84,11 @@ def test_two_machines_sharing_only_mlflow_and_a_lock_database_leave_one_champion
     lock_url = f"sqlite:///{shared / 'locks.db'}"
     barrier = tmp_path / "barrier"
     barrier.mkdir()
-    script = tmp_path / "racer.py"
-    script.write_text(_RACER)
     procs = []
     for k, version in enumerate(versions):
         env = {**cli_env(tmp_path / f"home-{k}"), "MLFLOW_TRACKING_URI": mlflow_server}
         procs.append(subprocess.Popen(
-            [sys.executable, str(script), name, version, lock_url, str(barrier)],
+            [sys.executable, "-m", "tests.promotion_racer", name, version, str(barrier), "--lock-url", lock_url],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         ))
     results = []

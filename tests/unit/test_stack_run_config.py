@@ -36,7 +36,7 @@ def test_the_kubernetes_run_config_carries_its_cron(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "text, message",
     [
-        (None, "run config not found: "),
+        (None, "run config file not found: "),
         ("steps: [", "cannot parse run config "),
         ("- a list\n", "must be a mapping"),
         ("schedule:\n  start_time: 2026-01-01\n", "a schedule needs a cron_expression"),

@@ -4,9 +4,9 @@ and what the registry UI shows: descriptions, per-language tags, run names and d
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -47,34 +47,6 @@ def _aliases(client, name: str) -> dict[str, str]:
     return {v["version"]: ",".join(v["aliases"]) for v in registry.list_versions(client, name)}
 
 
-_RACER = textwrap.dedent(
-    """
-    import json, sys, time
-    from pathlib import Path
-    from sentibridge.registry import promotion as registry
-    from sentibridge.config import GateConfig
-    from sentibridge.registry.gate import decide
-    from sentibridge.registry.lock import PromotionLock
-    from sentibridge.registry.registration import f1_from_tags
-
-    uri, name, version, lock_dir, barrier = sys.argv[1:]
-    client = registry.client(uri)
-    mine = f1_from_tags(client.get_model_version(name, version).tags)
-    assert registry.alias_version(client, name, "champion") is None
-    decision = decide(mine, {"en": 0.5, "hi": 0.4}, GateConfig(), "base_zero_shot", version, None)
-    # Both processes have now decided against "no champion"; only then may either write.
-    Path(barrier, version).touch()
-    while len(list(Path(barrier).iterdir())) < 2:
-        time.sleep(0.02)
-
-    def redecide(current):
-        theirs = f1_from_tags(client.get_model_version(name, current).tags)
-        return decide(mine, theirs, GateConfig(), "champion", version, current)
-
-    final = registry.apply_decision(client, name, version, decision, PromotionLock(Path(lock_dir), 60), redecide)
-    print(json.dumps({"version": version, "promoted": final.promote, "reasons": final.reasons}))
-    """
-)
 
 
 def test_two_processes_cannot_both_become_champion(mlflow_db, tmp_path):
@@ -84,11 +56,11 @@ def test_two_processes_cannot_both_become_champion(mlflow_db, tmp_path):
     a, b = _versions(client, root, name, [{"en": 0.8, "hi": 0.6}, {"en": 0.8, "hi": 0.6}])
     barrier = tmp_path / "barrier"
     barrier.mkdir()
-    script = tmp_path / "racer.py"
-    script.write_text(_RACER)
     procs = [
-        subprocess.Popen([sys.executable, str(script), uri, name, v, str(tmp_path / "locks"), str(barrier)],
-                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, "-m", "tests.promotion_racer", name, v, str(barrier),
+                          "--lock-dir", str(tmp_path / "locks")],
+                         cwd=REPO, env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for v in (a, b)
     ]
     results = []
