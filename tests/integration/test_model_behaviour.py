@@ -94,5 +94,6 @@ def test_harmless_edit_keeps_every_label(predictions, edit):
     plain = predictions[predictions["edit"] == ""].reset_index(drop=True)
     edited = predictions[predictions["edit"] == edit].reset_index(drop=True)
     assert len(edited) == len(plain) == 2 * len(POLAR)
-    changed = edited[edited["label"] != plain["label"]].assign(was=plain["label"])
-    assert changed.empty, changed[["text", "was", "label"]].to_string()
+    changed = edited["label"] != plain["label"]
+    # The mask first: assigning a column to an empty frame would give it the column's rows.
+    assert not changed.any(), edited[changed].assign(was=plain["label"][changed])[["text", "was", "label"]].to_string()
