@@ -113,9 +113,12 @@ def test_models_lists_exactly_one_champion(journey):
     for v in versions:
         assert set(v) >= {"version", "aliases", "f1_macro_avg", "per_language", "data_version", "created"}
         assert len(v["per_language"]) == 9 and v["data_version"].endswith(".dir")
-    # The text table (everything before the JSON line) marks the same aliases on the right rows.
-    table = dict(line.split(None, 1) for line in proc.stdout.splitlines()[:-1] if line.split()[:1] in (["1"], ["2"], ["3"]))
-    assert set(table) == {"1", "2", "3"}, proc.stdout
+    assert len(proc.stdout.strip().splitlines()) == 1, proc.stdout  # --json prints only the JSON
+    # Without --json, the text table marks the same aliases on the right rows.
+    shown = run_cli(journey["home"], "models")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    table = dict(line.split(None, 1) for line in shown.stdout.splitlines() if line.split()[:1] in (["1"], ["2"], ["3"]))
+    assert set(table) == {"1", "2", "3"}, shown.stdout
     assert [v for v, cells in table.items() if "champion" in cells] == ["1"]
     assert [v for v, cells in table.items() if "challenger" in cells] == ["3"]
 

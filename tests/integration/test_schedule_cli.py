@@ -52,6 +52,6 @@ def test_print_needs_no_crontab_and_bad_cron_is_one_line(home, tmp_path):
     assert printed.returncode == 0, printed.stderr[-2000:]
     assert printed.stdout.startswith("30 2 * * * cd ") and "retrain --if-data-changed" in printed.stdout
     bad = _schedule(home, tmp_path, "--cron", "61 3 * * 1", crontab=False)
-    assert bad.returncode == 2 and "minute 61 is out of range 0-59" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "minute '61' ('61', not in 0-59" in bad.stderr and "Traceback" not in bad.stderr
     missing = _schedule(home, tmp_path, "--cron", "0 3 * * 1", crontab=False)
     assert missing.returncode == 1 and "crontab not found" in missing.stderr and "Traceback" not in missing.stderr
