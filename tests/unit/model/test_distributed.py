@@ -12,7 +12,6 @@ import threading
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -20,11 +19,10 @@ from safetensors.torch import load_file
 from sentibridge.config import LoraConfig, ModelConfig, TrainConfig, load_settings
 from sentibridge.errors import ConfigError
 from sentibridge.model.base import load_causal_lm, load_tokenizer
-from sentibridge.model.instructions import build_records
 from sentibridge.model.launch import WorkerFailed, launch_command, train_in_workers
 from sentibridge.model.training import IGNORE_INDEX, encode_records, latest_checkpoint, shard_batch, train_lora
 from tests.conftest import REPO
-from tests.unit.model.test_training import TEXTS
+from tests.unit.model.test_training import records  # noqa: F401 - the same records fixture
 
 pytestmark = pytest.mark.slow
 
@@ -32,19 +30,6 @@ pytestmark = pytest.mark.slow
 LORA = LoraConfig(r=4, alpha=8, dropout=0.0, target_modules="all-linear")
 #: Seconds any launched run may take before the test fails instead of hanging.
 TIMEOUT = 300
-
-
-@pytest.fixture(scope="module")
-def records(gemma_tokenizer):
-    df = pd.DataFrame(
-        {
-            "id": [f"t{i}" for i in range(len(TEXTS))],
-            "text": [t for t, _, _ in TEXTS],
-            "label": [y for _, y, _ in TEXTS],
-            "language": [lang for _, _, lang in TEXTS],
-        }
-    )
-    return build_records(df, gemma_tokenizer, max_length=96, seed=0)
 
 
 @pytest.fixture(scope="module")
