@@ -192,8 +192,9 @@ def cli_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "sentibridge.cli"]
 
 
-def run_cli(config: Path, overrides: list[str], home: Path) -> tuple[int, dict | None, float]:
-    """``sentibridge train --json`` with progress (stderr) and its table (stdout) shown live.
+def run_cli(config: Path | None, overrides: list[str], home: Path, command: tuple[str, ...] = ("train",)
+            ) -> tuple[int, dict | None, float]:
+    """``sentibridge <command> --json`` (default ``train``) with progress (stderr) and its table (stdout) shown live.
 
     Returns (exit code, the JSON of the last stdout line or None, seconds).
     """
@@ -202,7 +203,7 @@ def run_cli(config: Path, overrides: list[str], home: Path) -> tuple[int, dict |
     env.update(SENTIBRIDGE_HOME=str(home), ZENML_ANALYTICS_OPT_IN="false", HF_HUB_OFFLINE="1")
     # Reuse the converted Gemma of `make run` and the tests (conversion takes about a minute).
     env.setdefault("SENTIBRIDGE_MODEL_CACHE", str(REPO / ".sentibridge" / "models"))
-    cmd = [*cli_command(), "train", "--config", str(config), "--json"]
+    cmd = [*cli_command(), *command, *(["--config", str(config)] if config else []), "--json"]
     for pair in overrides:
         cmd += ["--set", pair]
     print("$ " + " ".join(cmd), flush=True)
