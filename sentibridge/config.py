@@ -23,6 +23,10 @@ EMBEDDED_MULTILINGUAL_EMBEDDER = "embedded:multilingual-e5-small"
 #: Numeric precision of one stage; ``auto`` resolves per device (``model.precision.resolve_precision``).
 PrecisionSetting = Literal["auto", "bf16", "fp32"]
 _AUTO = "auto: bf16 on CUDA and on CPUs with native bf16, else fp32."
+#: Training-seed noise of per-language macro-F1 (points), one language and the language mean:
+#: measured by bench/gate_calibration.py (bench/results/gate_calibration.json, ``measured_seed_std``).
+SEED_STD = 2.0
+SEED_STD_MEAN = 1.0
 
 
 class _Section(BaseModel):
@@ -235,6 +239,17 @@ class GateConfig(_Section):
         "not rejected.",
     )
     power: float = Field(0.8, gt=0.5, lt=1.0, description="noise_aware: the power behind detectable_margin.")
+    seed_std: float = Field(
+        SEED_STD, ge=0.0,
+        description="Training-seed noise: the standard deviation (points) of one language's macro-F1 between trainings "
+        "that differ only by seed, on fixed test rows. Added to every paired-bootstrap interval (twice the variance "
+        "against a trained champion, once against the base model); 0 counts only the test rows' noise. Measure "
+        "yours with bench/gate_calibration.py.",
+    )
+    seed_std_mean: float = Field(
+        SEED_STD_MEAN, ge=0.0, description="The same for the mean over languages (seed effects are shared across "
+        "languages, so this is more than seed_std divided by the square root of the number of languages).",
+    )
     bootstrap_confidence: float | None = Field(
         None, gt=0.5, lt=1.0,
         description="no_regression/all_improve: if set, each required gain must also hold in this share of paired "

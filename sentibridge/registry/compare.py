@@ -15,7 +15,9 @@ import pandas as pd
 
 from sentibridge.config import GateConfig
 from sentibridge.errors import SentibridgeError
-from sentibridge.registry.gate import Decision, Reference, gate_predictions, interval_percent, interval_text
+from sentibridge.registry.gate import (
+    Decision, Reference, gate_predictions, interval_percent, interval_text, noise_text,
+)
 from sentibridge.tables import text_table
 
 
@@ -44,7 +46,8 @@ class Comparison:
              interval_text(row), row["p_better"]]
             for row in [*self.decision.languages, {"language": "mean", "rows": self.rows, **self.decision.mean}]
         ]
-        lines = [f"{a} and {b} on the same {self.rows} test rows (F1 points; paired bootstrap intervals)"]
+        noise = noise_text(self.decision.rule)
+        lines = [f"{a} and {b} on the same {self.rows} test rows (F1 points; paired bootstrap intervals{noise})"]
         if self.left_out:
             lines.append(f"{self.left_out} rows scored by only one of them are left out")
         lines.append(text_table(headers, table, floatfmt=["", "", ".1f", ".1f", "+.1f", "", ".3f"]))

@@ -18,6 +18,11 @@ between two training seeds, so the default rule asks whether a difference is cre
 With ``bootstrap_confidence`` set, every gain the two older modes need must also hold in that
 share of paired bootstrap resamples. Every decision made from predictions shows each
 language's interval (``ci_low``..``ci_high``, points) and P(better), whatever the mode.
+
+The bootstrap sees only the test rows' noise. A retrain that changes nothing but the seed
+still moves per-language F1 by points, so the intervals also carry training-seed noise:
+``seed_std`` per language and ``seed_std_mean`` for the mean, measured by
+``bench/gate_calibration.py``; 0 turns it off.
 """
 
 from __future__ import annotations
@@ -248,11 +253,19 @@ def summary_table(summary: Mapping[str, Any]) -> str:
     return text_table(["language", "delta", "interval", "P(better)", "p(drop)"], rows, floatfmt=["", "+.1f", "", ".3f", ".3f"])
 
 
+def noise_text(rule: Mapping[str, Any]) -> str:
+    """``, seed noise 2/1 points`` when the rule adds training-seed noise (records before it have none)."""
+    if not rule.get("seed_std") and not rule.get("seed_std_mean"):
+        return ""
+    return f", seed noise {rule['seed_std']:g}/{rule['seed_std_mean']:g} points per language/mean"
+
+
 def rule_text(rule: Mapping[str, Any]) -> str:
     if rule["mode"] == "noise_aware":
         return (
             f"no credible drop over {rule['max_drop']:g} points in any language and mean gain over "
-            f"+{rule['min_gain']:g} points, at confidence {rule['confidence']:g} (paired bootstrap, Holm)"
+            f"+{rule['min_gain']:g} points, at confidence {rule['confidence']:g} (paired bootstrap, Holm"
+            f"{noise_text(rule)})"
         )
     if rule["mode"] == "all_improve":
         text = f"every language +{rule['min_gain']:g} points"
@@ -318,14 +331,33 @@ def drop_p_value(deltas: np.ndarray, max_drop: float) -> float:
     return float((1 + np.sum(deltas >= -max_drop - _EPS)) / (1 + len(deltas)))
 
 
-def rows_needed(rows_per_language: float, spread: float, rule: GateConfig) -> int:
+def rows_needed(rows_per_language: float, spread: float, rule: GateConfig, seed_spread: float = 0.0) -> int | None:
     """Test rows per language for a true mean gain of ``min_gain + detectable_margin`` to pass with ``power``.
 
     ``spread`` is the bootstrap standard deviation of the mean delta (points) on
-    ``rows_per_language``; it shrinks as one over the square root of the rows.
+    ``rows_per_language``; it shrinks as one over the square root of the rows. ``seed_spread``
+    (training-seed noise of the mean delta) does not shrink with rows: None when it alone is
+    too large for any number of rows.
     """
     z = NormalDist().inv_cdf(rule.confidence) + NormalDist().inv_cdf(rule.power)
-    return math.ceil(rows_per_language * (z * spread / rule.detectable_margin) ** 2)
+    room = (rule.detectable_margin / z) ** 2 - seed_spread**2
+    if room <= 0:
+        return None
+    return math.ceil(rows_per_language * spread**2 / room)
+
+
+def seed_noise(
+    rule: GateConfig, reference_kind: str, languages: Sequence[str], resamples: int
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Draws of training-seed noise (points) to add to the bootstrap deltas: per language, and of the mean.
+
+    Two trained versions each carry their own seed's luck, so their difference has twice the
+    variance (``seed_std`` squared); the base model zero-shot is not trained, so once.
+    """
+    scale = math.sqrt(2.0 if reference_kind == "champion" else 1.0)
+    rng = np.random.default_rng([rule.seed, 1])  # a stream apart from the bootstrap's
+    per_language = {language: scale * rule.seed_std * rng.standard_normal(resamples) for language in languages}
+    return per_language, scale * rule.seed_std_mean * rng.standard_normal(resamples)
 
 
 def decide(
@@ -348,6 +380,9 @@ def decide(
     reasons: list[str] = []
     alpha = 1 - rule.confidence
     languages = sorted(set(candidate) | set(reference))
+    noise, mean_noise = {}, None
+    if deltas:
+        noise, mean_noise = seed_noise(rule, reference_kind, sorted(deltas), len(next(iter(deltas.values()))))
     table: list[dict[str, Any]] = []
     for language in languages:
         if language not in candidate or language not in reference:
@@ -358,9 +393,10 @@ def decide(
                "delta": 100 * (candidate[language] - reference[language]), "ci_low": None, "ci_high": None,
                "p_better": None, "p_drop": None, "rows": (rows or {}).get(language)}
         if deltas and language in deltas:
-            row.update(_interval(deltas[language], alpha))
+            noisy = deltas[language] + noise[language]
+            row.update(_interval(noisy, alpha))
             if rule.mode == "noise_aware":
-                row["p_drop"] = drop_p_value(deltas[language], rule.max_drop)
+                row["p_drop"] = drop_p_value(noisy, rule.max_drop)
         table.append(row)
     if not table:
         reasons.append("no language has both scores")
@@ -370,10 +406,11 @@ def decide(
             "ci_low": None, "ci_high": None, "p_better": None}
     mean_deltas = None
     if deltas and table and all(r["language"] in deltas for r in table):
-        mean_deltas = np.mean([deltas[r["language"]] for r in table], axis=0)
-        mean.update(_interval(mean_deltas, alpha))
+        mean_deltas = np.mean([deltas[r["language"]] for r in table], axis=0)  # the test rows' noise alone
+        mean.update(_interval(mean_deltas + mean_noise, alpha))
     if rule.mode == "noise_aware":
-        outcome = _noise_aware(table, mean, mean_deltas, rule, reasons)
+        seed_spread = float(np.std(mean_noise)) if mean_noise is not None else 0.0
+        outcome = _noise_aware(table, mean, mean_deltas, seed_spread, rule, reasons)
     else:
         outcome = _point_rule(table, mean, rule, reasons)
     if outcome == "promoted":
@@ -427,10 +464,12 @@ def _point_rule(table: list[dict[str, Any]], mean: dict[str, Any], rule: GateCon
 
 
 def _noise_aware(
-    table: list[dict[str, Any]], mean: dict[str, Any], mean_deltas: np.ndarray | None, rule: GateConfig, reasons: list[str]
+    table: list[dict[str, Any]], mean: dict[str, Any], mean_deltas: np.ndarray | None, seed_spread: float,
+    rule: GateConfig, reasons: list[str],
 ) -> str:
     """Credible drops (Holm) reject; a confident mean gain promotes; a mean credibly short of it rejects;
-    otherwise the test's power decides between inconclusive and rejected."""
+    otherwise the power of the test rows plus the seed noise (``seed_spread``) decides between
+    inconclusive and rejected."""
     blocked = bool(reasons)  # a language without both scores
     alpha = 1 - rule.confidence
     if mean_deltas is None:  # exact scores: the point-estimate rule, in this rule's words
@@ -455,17 +494,23 @@ def _noise_aware(
         return "promoted"
     spread = float(np.std(mean_deltas))
     z = NormalDist().inv_cdf(rule.confidence) + NormalDist().inv_cdf(rule.power)
-    detectable = rule.min_gain + z * spread
+    detectable = rule.min_gain + z * math.hypot(spread, seed_spread)
     short = (
         f"mean gains {mean['delta']:+.2f} points {interval_text(mean)}, whose lower bound is below the required "
         f"+{rule.min_gain:g} (confidence {rule.confidence:g})"
     )
     if detectable > rule.min_gain + rule.detectable_margin + _EPS and mean["ci_high"] >= rule.min_gain - _EPS:
         per_language = float(np.mean([row["rows"] for row in table if row["rows"]] or [float("nan")]))
-        needed = (
-            f"; about {rows_needed(per_language, spread, rule)} test rows per language would be "
-            f"needed (now about {per_language:.0f})" if not math.isnan(per_language) else ""
-        )
+        rows = None if math.isnan(per_language) else rows_needed(per_language, spread, rule, seed_spread)
+        if rows is not None:
+            needed = f"; about {rows} test rows per language would be needed (now about {per_language:.0f})"
+        elif seed_spread and not math.isnan(per_language):
+            needed = (
+                f"; training-seed noise alone (gate.seed_std_mean {rule.seed_std_mean:g}) hides that gain whatever the "
+                "number of test rows: compare means over several training seeds, or lower the noise"
+            )
+        else:
+            needed = ""
         reasons.append(
             f"inconclusive: {short}, and these test rows can only confirm a true mean gain of "
             f"{detectable:.1f} points (power {rule.power:g}), not the {rule.min_gain + rule.detectable_margin:g} the rule asks "

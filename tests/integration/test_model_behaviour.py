@@ -3,22 +3,20 @@
 A clearly positive and a clearly negative text in every sample language must come out right,
 and harmless edits (a trailing URL, an @user mention) must not change any label. The base
 model zero-shot fails both (3 of the 18 texts wrong, 13 of the 36 edits flip a label), and the
-integration tests' 2-step models are barely trained, so this module trains the `make run` model
-once (the default config on the sample data) and scores through the registered MLflow model, as
-a served model or `sentibridge predict` would.
+integration tests' 2-step models are barely trained, so this module uses the `make run` model
+(the session's ``default_model``: the default config on the sample data) and scores through the
+registered MLflow model, as a served model or `sentibridge predict` would.
 """
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 
 import mlflow
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, SAMPLE, cli_env
-from tests.integration.test_validate_cli import SENTIBRIDGE, last_json
+from tests.conftest import SAMPLE
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -54,18 +52,9 @@ def _texts() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def predictions(tmp_path_factory) -> pd.DataFrame:
+def predictions(default_model) -> pd.DataFrame:
     """``_texts()`` with the label the registered model gives each text."""
-    home = tmp_path_factory.mktemp("behaviour") / "home"
-    # Trained as `make run` trains (a full epoch: minutes, more than run_cli waits). Only the
-    # test-set scoring, and the gate's zero-shot scoring of the same rows, is cut to 2 rows per
-    # language: this module scores its own texts.
-    proc = subprocess.run(
-        [*SENTIBRIDGE, "train", "--config", "configs/default.yaml", "--set", "eval.max_rows_per_language=2", "--json"],
-        cwd=REPO, env=cli_env(home), capture_output=True, text=True, timeout=3600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = last_json(proc)
+    result = default_model.result
     texts = _texts()
     mlflow.set_tracking_uri(result["tracking_uri"])
     try:

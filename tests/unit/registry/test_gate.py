@@ -25,6 +25,7 @@ from sentibridge.registry.gate import (
     macro_f1_rows,
     paired_bootstrap,
     rows_needed,
+    seed_noise,
 )
 
 LANGS = ["ar", "de", "en", "hi"]
@@ -208,8 +209,8 @@ def test_fingerprint_ignores_order_but_not_rows():
 # --- the noise-aware default: paired tests, Holm, three outcomes --------------------------------
 
 
-def _languages(n_rows: int, n_languages: int, p_ref: float, p_cand: float, agree: float, seed: int) -> pd.DataFrame:
-    """Synthetic predictions of two models with true accuracies ``p_ref``/``p_cand`` per language.
+def _languages(n_rows: int, n_languages: int, p_ref, p_cand, agree: float, seed: int) -> pd.DataFrame:
+    """Synthetic predictions of two models with true accuracies ``p_ref``/``p_cand`` (scalars, or one per language).
 
     A shared latent per row makes their errors correlated (``agree``: the share of rows whose
     latent both models see), as two fine-tunes of one base model are; a wrong prediction is
@@ -217,7 +218,8 @@ def _languages(n_rows: int, n_languages: int, p_ref: float, p_cand: float, agree
     """
     rng = np.random.default_rng(seed)
     frames = []
-    for k in range(n_languages):
+    refs, cands = np.broadcast_to(p_ref, n_languages), np.broadcast_to(p_cand, n_languages)
+    for k, (p_ref, p_cand) in enumerate(zip(refs, cands)):
         y = rng.integers(0, 3, n_rows)
         latent = rng.random(n_rows)
         own = np.where(rng.random(n_rows) < agree, latent, rng.random(n_rows))
@@ -245,7 +247,11 @@ noise_rules = st.builds(
     confidence=st.floats(0.8, 0.99),
     bootstrap_resamples=st.just(200),
     seed=st.integers(0, 1000),
+    seed_std=st.sampled_from([0.0, 0.5, 2.0, 5.0]),
+    seed_std_mean=st.sampled_from([0.0, 0.3, 1.0, 3.0]),
 )
+#: The synthetic models below have no training noise: only the test rows' noise is simulated.
+NO_SEED_NOISE = {"seed_std": 0.0, "seed_std_mean": 0.0}
 
 
 @settings(max_examples=60, deadline=None, phases=NO_SHRINK)
@@ -256,7 +262,9 @@ def test_never_promotes_predictions_equal_to_the_champion(rule, n_rows, n_langua
     frame["pred"] = frame["ref"]
     decision = _gate(frame, rule)
     assert not decision.promote and decision.outcome in {"rejected", "inconclusive"}
-    assert all(row["delta"] == 0 and row["ci_low"] == row["ci_high"] == 0 for row in decision.languages)
+    assert all(row["delta"] == 0 and row["ci_low"] <= 0 <= row["ci_high"] for row in decision.languages)
+    if rule.seed_std == 0:
+        assert all(row["ci_low"] == row["ci_high"] == 0 for row in decision.languages)
 
 
 @settings(max_examples=40, deadline=None, phases=NO_SHRINK)
@@ -274,7 +282,7 @@ def test_never_promotes_a_credibly_worse_permutation(n_rows, n_languages, seed, 
 
 
 def test_three_outcomes_and_visible_reasoning():
-    rule = GateConfig(bootstrap_resamples=400)
+    rule = GateConfig(bootstrap_resamples=400, **NO_SEED_NOISE)
     # Small test set, same true accuracy: too few rows to tell -> inconclusive, with rows needed.
     small = _gate(_languages(15, 8, 0.6, 0.6, 0.7, 0), rule)
     assert small.outcome == "inconclusive" and not small.promote
@@ -355,7 +363,7 @@ def test_detectable_margin_sits_above_any_required_gain():
 @pytest.mark.parametrize("true_gain,expect_old_below", [(0.0, None), (0.03, 0.8)])
 def test_mini_calibration_on_synthetic_predictions(true_gain, expect_old_below):
     """8 languages x 300 rows: noise is rarely promoted; a real +3 points usually is, unlike the old rule."""
-    new, old = GateConfig(bootstrap_resamples=200), GateConfig(mode="no_regression", bootstrap_resamples=100)
+    new, old = GateConfig(bootstrap_resamples=200, **NO_SEED_NOISE), GateConfig(mode="no_regression", bootstrap_resamples=100)
     trials = 24
     promoted = {"new": 0, "old": 0}
     for trial in range(trials):
@@ -385,3 +393,49 @@ def test_compare_two_versions_on_their_shared_rows():
     assert "v3 F1" in text and "P(v4 better)" in text and "11 rows scored by only one" in text
     with pytest.raises(SentibridgeError, match="share no test rows"):
         compare_predictions(a, b.assign(id=b["id"] + "x"), GateConfig(), "3", "4")
+
+
+# --- training-seed noise: what the test rows' bootstrap cannot see ---------------------------
+
+
+def test_seed_noise_widens_intervals_twice_as_much_between_two_trained_versions():
+    frame = _languages(300, 4, 0.6, 0.6, 0.8, 11)
+    widths = {}
+    for name, rule, kind in (("none", GateConfig(**NO_SEED_NOISE), "champion"), ("champion", GateConfig(), "champion"),
+                             ("base", GateConfig(), "base_zero_shot")):
+        reference = Reference(kind, "1" if kind == "champion" else None,
+                              frame[["id", "language", "label", "ref"]].rename(columns={"ref": "pred"}), "stored")
+        decision = gate_predictions(frame[["id", "language", "label", "pred"]], reference, rule, "2")
+        widths[name] = np.mean([row["ci_high"] - row["ci_low"] for row in decision.languages])
+    assert widths["none"] < widths["base"] < widths["champion"]
+    per_language, mean = seed_noise(GateConfig(seed_std=2.0, seed_std_mean=1.0), "champion", ["a", "b"], 20_000)
+    assert np.std(per_language["a"]) == pytest.approx(2.0 * np.sqrt(2), rel=0.03)
+    assert np.std(mean) == pytest.approx(np.sqrt(2), rel=0.03)
+    assert "seed noise 2/1 points" in decision.text()
+
+
+def test_seed_only_retrains_are_not_promoted_once_the_seed_noise_is_counted():
+    """Simulated seed luck: each training lands a few points off its config's true accuracy, partly shared
+    across languages. The test-row bootstrap alone promotes one seed over another often; with seed noise
+    of that size counted, rarely."""
+    rng = np.random.default_rng(0)
+    seed_std, shared = 0.03, 0.015  # per language and shared across languages, as accuracy (0..1)
+    promoted = {"rows_only": 0, "with_seed_noise": 0}
+    trials = 60
+    for trial in range(trials):
+        luck = [rng.normal(0, shared) + rng.normal(0, seed_std, 4) for _ in range(2)]
+        frame = _languages(300, 4, 0.6 + luck[0], 0.6 + luck[1], 0.8, 200 + trial)
+        promoted["rows_only"] += _gate(frame, GateConfig(bootstrap_resamples=200, **NO_SEED_NOISE)).promote
+        promoted["with_seed_noise"] += _gate(frame, GateConfig(bootstrap_resamples=200, seed_std=3.4, seed_std_mean=2.1)).promote
+    # What the issue saw: seed luck passes as a gain more often than the 5% goal allows (here 6 of 60).
+    assert promoted["rows_only"] / trials > 0.05, promoted
+    assert promoted["with_seed_noise"] / trials <= 0.05 and promoted["with_seed_noise"] < promoted["rows_only"], promoted
+
+
+def test_when_seed_noise_alone_hides_the_margin_no_number_of_rows_is_enough():
+    rule = GateConfig(detectable_margin=1.5, seed_std_mean=2.0)
+    assert rows_needed(300, 1.0, rule, seed_spread=2.0 * np.sqrt(2)) is None
+    assert rows_needed(300, 1.0, rule, seed_spread=0.1) > rows_needed(300, 1.0, rule)
+    decision = _gate(_languages(15, 8, 0.6, 0.6, 0.7, 0), GateConfig(bootstrap_resamples=300, seed_std_mean=2.0))
+    assert decision.outcome == "inconclusive"
+    assert any("training-seed noise alone" in reason for reason in decision.reasons), decision.reasons
