@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO))
 
 import pandas as pd  # noqa: E402
 
+from bench.seed_noise import seed_spread  # noqa: E402
 from bench.umsab import run_cli  # noqa: E402
 
 UMSAB = REPO.parent / "shared" / "data" / "umsab"
@@ -174,22 +175,13 @@ def seed_summary(work: Path, predictions: dict[tuple[str, int], pd.DataFrame]) -
 
 
 def measured_seed_std(work: Path, predictions: dict[tuple[str, int], pd.DataFrame]) -> dict | None:
-    """Training-seed noise in points, pooled over both configs (each around its own mean): the spread of one
-    language's F1 and of the language mean between seeds, on fixed test rows; what ``gate.seed_std`` and
-    ``gate.seed_std_mean`` stand for. None with fewer than two seeds of a config."""
-    language_vars, mean_vars, dof = [], [], 0
-    for config in CONFIGS:
-        metas = [json.loads((work / "predictions" / f"{c}_seed{s}.json").read_text()) for c, s in predictions if c == config]
-        if len(metas) < 2:
-            continue
-        frame = 100 * pd.DataFrame([{lang: v["f1"] for lang, v in m["per_language"].items()} for m in metas])
-        language_vars.append(frame.var(ddof=1).mean() * (len(metas) - 1))
-        mean_vars.append(frame.mean(axis=1).var(ddof=1) * (len(metas) - 1))
-        dof += len(metas) - 1
-    if not dof:
-        return None
-    return {"per_language_points": round(float((sum(language_vars) / dof) ** 0.5), 2),
-            "mean_points": round(float((sum(mean_vars) / dof) ** 0.5), 2), "degrees_of_freedom": dof}
+    """Training-seed noise in points, pooled over both configs: what ``gate.seed_std`` and ``gate.seed_std_mean`` stand for."""
+    groups = [
+        [{lang: v["f1"] for lang, v in json.loads((work / "predictions" / f"{c}_seed{s}.json").read_text())["per_language"].items()}
+         for c, s in predictions if c == config]
+        for config in CONFIGS
+    ]
+    return seed_spread(groups)
 
 
 def write(work: Path, predictions: dict, k: int, started: float) -> dict:
