@@ -23,8 +23,9 @@ EMBEDDED_MULTILINGUAL_EMBEDDER = "embedded:multilingual-e5-small"
 #: Numeric precision of one stage; ``auto`` resolves per device (``model.precision.resolve_precision``).
 PrecisionSetting = Literal["auto", "bf16", "fp32"]
 _AUTO = "auto: bf16 on CUDA and on CPUs with native bf16, else fp32."
-#: Training-seed noise of per-language macro-F1 (points), one language and the language mean:
-#: measured by bench/gate_calibration.py (bench/results/gate_calibration.json, ``measured_seed_std``).
+#: Training-seed noise of per-language macro-F1 (points), one language and the language mean, for
+#: a recipe with a few hundred train rows per language: measured on UMSAB by
+#: bench/gate_calibration.py (bench/results/gate_calibration.json, ``measured_seed_std``).
 SEED_STD = 2.0
 SEED_STD_MEAN = 1.0
 
@@ -243,8 +244,8 @@ class GateConfig(_Section):
         SEED_STD, ge=0.0,
         description="Training-seed noise: the standard deviation (points) of one language's macro-F1 between trainings "
         "that differ only by seed, on fixed test rows. Added to every paired-bootstrap interval (twice the variance "
-        "against a trained champion, once against the base model); 0 counts only the test rows' noise. Measure "
-        "yours with bench/gate_calibration.py.",
+        "against a trained champion, once against the base model); 0 counts only the test rows' noise. It depends "
+        "on the recipe (less data, more noise): measure yours with bench/seed_noise.py.",
     )
     seed_std_mean: float = Field(
         SEED_STD_MEAN, ge=0.0, description="The same for the mean over languages (seed effects are shared across "
