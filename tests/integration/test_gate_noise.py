@@ -23,7 +23,7 @@ def seed_retrain(default_model):
         default_model.cli("promote", "1", "--reason", "a champion for the seed-only retrain to meet")
     retrain = default_model.cli("retrain", "--config", "configs/default.yaml", *SAMPLE_TEST_ROWS, "--set", "train.seed=7")
     return {"first": first, "retrain": retrain, "models": default_model.cli("models"),
-            "compare": default_model.cli("compare", "1", "2")}
+            "compare": default_model.cli("compare", "1", "2", "--config", "configs/default.yaml")}  # the gate's rule
 
 
 def test_every_decision_has_intervals_and_models_and_compare_show_them(seed_retrain):
