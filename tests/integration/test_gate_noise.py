@@ -22,6 +22,9 @@ def seed_retrain(default_model):
     if not first["promoted"]:
         default_model.cli("promote", "1", "--reason", "a champion for the seed-only retrain to meet")
     retrain = default_model.cli("retrain", "--config", "configs/default.yaml", *SAMPLE_TEST_ROWS, "--set", "train.seed=7")
+    mean = retrain["decision"]["mean"]
+    print(f"seed-7 retrain: {retrain['decision']['outcome']}, mean {mean['delta']:+.1f} [{mean['ci_low']:+.1f}, "
+          f"{mean['ci_high']:+.1f}] against v1")
     return {"first": first, "retrain": retrain, "models": default_model.cli("models"),
             "compare": default_model.cli("compare", "1", "2", "--config", "configs/default.yaml")}  # the gate's rule
 

@@ -401,8 +401,9 @@ def test_compare_two_versions_on_their_shared_rows():
 def test_seed_noise_widens_intervals_twice_as_much_between_two_trained_versions():
     frame = _languages(300, 4, 0.6, 0.6, 0.8, 11)
     widths = {}
-    for name, rule, kind in (("none", GateConfig(**NO_SEED_NOISE), "champion"), ("champion", GateConfig(), "champion"),
-                             ("base", GateConfig(), "base_zero_shot")):
+    noisy = GateConfig(seed_std=2.0, seed_std_mean=1.0)
+    for name, rule, kind in (("none", GateConfig(**NO_SEED_NOISE), "champion"), ("champion", noisy, "champion"),
+                             ("base", noisy, "base_zero_shot")):
         reference = Reference(kind, "1" if kind == "champion" else None,
                               frame[["id", "language", "label", "ref"]].rename(columns={"ref": "pred"}), "stored")
         decision = gate_predictions(frame[["id", "language", "label", "pred"]], reference, rule, "2")
