@@ -21,8 +21,8 @@ language's interval (``ci_low``..``ci_high``, points) and P(better), whatever th
 
 The bootstrap sees only the test rows' noise. A retrain that changes nothing but the seed
 still moves per-language F1 by points, so the intervals also carry training-seed noise:
-``seed_std`` per language and ``seed_std_mean`` for the mean, measured by
-``bench/gate_calibration.py``; 0 turns it off.
+``seed_std`` per language and ``seed_std_mean`` for the mean (the defaults measured on UMSAB by
+``bench/gate_calibration.py``; ``bench/seed_noise.py`` measures any recipe); 0 turns it off.
 """
 
 from __future__ import annotations
@@ -346,6 +346,10 @@ def rows_needed(rows_per_language: float, spread: float, rule: GateConfig, seed_
     return math.ceil(rows_per_language * spread**2 / room)
 
 
+def _noise_scale(reference_kind: str) -> float:
+    return math.sqrt(2.0 if reference_kind == "champion" else 1.0)
+
+
 def seed_noise(
     rule: GateConfig, reference_kind: str, languages: Sequence[str], resamples: int
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -354,7 +358,7 @@ def seed_noise(
     Two trained versions each carry their own seed's luck, so their difference has twice the
     variance (``seed_std`` squared); the base model zero-shot is not trained, so once.
     """
-    scale = math.sqrt(2.0 if reference_kind == "champion" else 1.0)
+    scale = _noise_scale(reference_kind)
     rng = np.random.default_rng([rule.seed, 1])  # a stream apart from the bootstrap's
     per_language = {language: scale * rule.seed_std * rng.standard_normal(resamples) for language in languages}
     return per_language, scale * rule.seed_std_mean * rng.standard_normal(resamples)
@@ -409,7 +413,7 @@ def decide(
         mean_deltas = np.mean([deltas[r["language"]] for r in table], axis=0)  # the test rows' noise alone
         mean.update(_interval(mean_deltas + mean_noise, alpha))
     if rule.mode == "noise_aware":
-        seed_spread = float(np.std(mean_noise)) if mean_noise is not None else 0.0
+        seed_spread = _noise_scale(reference_kind) * rule.seed_std_mean if mean_deltas is not None else 0.0
         outcome = _noise_aware(table, mean, mean_deltas, seed_spread, rule, reasons)
     else:
         outcome = _point_rule(table, mean, rule, reasons)
