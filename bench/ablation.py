@@ -1,40 +1,50 @@
-"""Ablation on UMSAB with simulated low resource: does augmentation close the gap?
+"""Ablation on UMSAB with simulated low resource, over several training seeds: does augmentation
+close the gap between low- and high-resource languages?
 
-Hindi and Arabic keep 5% of their train rows; the other languages keep the same subset size as
-``configs/umsab_cpu.yaml`` (300 rows). The rest of the Hindi and Arabic train rows, without
-labels, become the unlabelled pool for self-alignment (never val or test text). Three variants
-are trained and evaluated through the real CLI, in one home, on the same rows:
+Hindi and Arabic keep 5% of their train rows (92 each); the other six languages keep 300, the
+subset size of ``configs/umsab_cpu.yaml``. The rest of the Hindi and Arabic train rows, without
+labels, are the unlabelled pool for self-alignment (never val or test text). Every variant is
+trained with each training seed through the real CLI, in one home, and evaluated on the whole
+test split of every language (870 rows each):
 
-* (a) no augmentation (``augment.enabled=false``);
-* (b) retrieval augmentation (the default config);
-* (c) (b) plus self-alignment, with the model of (a) as the current model that labels the pool;
-* optionally (d) (b) plus two retrieval demonstrations per prompt (``--variants``).
+* ``none``: no augmentation;
+* ``retrieval_minilm``: retrieval augmentation with all-MiniLM-L6-v2;
+* ``retrieval_e5``: the same with multilingual-e5-small;
+* ``retrieval_self``: ``retrieval_minilm`` plus self-alignment, the pool labelled by the
+  ``none`` model of the same seed (the previous round's fine-tuned model) and kept where the
+  kNN vote agrees;
+* ``retrieval_demos``: ``retrieval_minilm`` plus two retrieval demonstrations per prompt.
 
-Per variant: per-language macro-F1, the mean F1 of the low- and the high-resource languages,
-and their gap. ``gap_closed`` is the best variant's fraction of (a)'s gap that it closes;
-``high_resource_drop`` the largest drop of the high-resource mean against (a) (0..1 F1 units).
+Per variant: per-language mean F1 over seeds, the low/high gap, ``gap_closed`` (the fraction of
+``none``'s gap it closes) and the high-resource change, each with a 95% interval. The intervals
+are t intervals over seeds with the seed spread pooled over all variants (the seeds differ only
+in LoRA initialisation, dropout and batch order, so their spread is assumed to be shared); test
+rows are the same for every run, so their sampling noise is common to all variants. The JSON also
+gives the smallest effect the design detects with 80% power (``detectable_effect_points``).
 
-It first times embedding and indexing the full UMSAB train split (cold cache, then warm).
+Every (variant, seed) run is saved under ``--work`` as it finishes; rerunning the same command
+skips those, so an interrupted bench resumes.
 
-    python bench/ablation.py --quick   # 80 rows per language, about 15 minutes on 2 cores
-    python bench/ablation.py           # about 40 minutes on 2 cores
-    python bench/ablation.py --embedder embedded:multilingual-e5-small
-    python bench/ablation.py --skip-speed --variants d_retrieval_demos --reuse-a-home <home of a run>
-    python bench/ablation.py --skip-speed --variants b_retrieval --train-seed 7   # run-to-run noise
+    python bench/ablation.py                     # 5 variants x 3 seeds: about 3 hours on 2 cores
+    python bench/ablation.py --seeds 42 7 123 5  # more seeds, more power
+    python bench/ablation.py --quick             # 80 train / 80 test rows per language, 2 seeds
 
-Writes ``bench/results/ablation.json`` (``ablation_quick.json``); the simulated dataset and the
-homes live in a temporary folder, never in the repository. Exits 0 without writing anything
-when UMSAB is absent.
+Writes ``bench/results/ablation.json`` (``ablation_quick.json``). Exits 0 without writing
+anything when UMSAB is absent.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import math
 import os
 import platform
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,23 +52,45 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
 
 from bench_data import write_result  # noqa: E402
-from sentibridge.config import load_settings  # noqa: E402
 from sentibridge.augment.embedding import embed_texts, load_embedder  # noqa: E402
-from sentibridge.data.ingest import read_dataset  # noqa: E402
 from sentibridge.augment.retrieval import build_index  # noqa: E402
+from sentibridge.config import (  # noqa: E402
+    EMBEDDED_EMBEDDER,
+    EMBEDDED_MULTILINGUAL_EMBEDDER,
+    Settings,
+    load_settings,
+)
+from sentibridge.data.ingest import read_dataset  # noqa: E402
 from sentibridge.data.split import split_rows, subsample_per_language  # noqa: E402
-from umsab import mean, run_cli  # noqa: E402
+from umsab import cpu_has_bf16, cpu_model, mean, run_cli  # noqa: E402
 
 UMSAB = REPO.parent / "shared" / "data" / "umsab"
 LOW = ("hi", "ar")
 LOW_FRACTION = 0.05
 CONFIG = REPO / "configs" / "umsab_cpu.yaml"
-VARIANTS = ("a_none", "b_retrieval", "c_retrieval_self")
-OPTIONAL_VARIANTS = ("d_retrieval_demos",)
+DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
+SEEDS = (42, 7, 123)
+REFERENCE = "none"
+#: Variant -> its ``--set`` overrides (``retrieval_self`` also gets the pool and its labeler).
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "none": ("augment.enabled=false",),
+    "retrieval_minilm": ("augment.enabled=true", f"augment.embedder={EMBEDDED_EMBEDDER}"),
+    "retrieval_e5": ("augment.enabled=true", f"augment.embedder={EMBEDDED_MULTILINGUAL_EMBEDDER}"),
+    "retrieval_self": (
+        "augment.enabled=true", f"augment.embedder={EMBEDDED_EMBEDDER}", "augment.self_alignment.enabled=true",
+    ),
+    # Two examples of about 40 tokens each need room next to the prompt.
+    "retrieval_demos": (
+        "augment.enabled=true", f"augment.embedder={EMBEDDED_EMBEDDER}", "demonstrations.k=2", "model.max_length=384",
+    ),
+}
 GOAL_GAP_CLOSED = 0.30
 GOAL_MAX_HIGH_DROP = 0.01
+CONFIDENCE = 0.95
+POWER = 0.80
 
 
 def simulated_dataset(rows: pd.DataFrame, high_rows: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -82,35 +114,139 @@ def simulated_dataset(rows: pd.DataFrame, high_rows: int, seed: int) -> tuple[pd
     return data, pool
 
 
-def gap_summary(per_language: dict[str, float]) -> dict[str, float]:
+def default_variant(settings: Settings) -> str:
+    """The variant that the shipped default configuration runs."""
+    augment = settings.augment
+    if not augment.enabled:
+        return "none"
+    if settings.demonstrations.k > 0:
+        return "retrieval_demos"
+    if augment.self_alignment.enabled:
+        return "retrieval_self"
+    return "retrieval_e5" if augment.embedder == EMBEDDED_MULTILINGUAL_EMBEDDER else "retrieval_minilm"
+
+
+# --- statistics (pure; unit-tested) --------------------------------------------------------
+
+
+def gap_summary(per_language: Mapping[str, float]) -> dict[str, float]:
+    """Low-resource mean, high-resource mean and their gap (0..1 F1 units) of one run."""
     low = mean(per_language[lang] for lang in LOW)
     high = mean(v for lang, v in per_language.items() if lang not in LOW)
     return {"low_mean": low, "high_mean": high, "gap": high - low}
 
 
-def ablation_summary(f1: dict[str, dict[str, float]]) -> dict:
-    """gap_closed and high_resource_drop of variants b and c against a (pure; unit-tested)."""
-    gaps = {name: gap_summary(per_lang) for name, per_lang in f1.items()}
-    base = gaps[VARIANTS[0]]
-    closed = {
-        name: (base["gap"] - g["gap"]) / base["gap"] if base["gap"] > 0 else 0.0
-        for name, g in gaps.items() if name != VARIANTS[0]
+def _pooled_sd(groups: Sequence[Sequence[float]]) -> tuple[float, int]:
+    """Pooled standard deviation over groups and its degrees of freedom."""
+    ss = sum(sum((x - sum(g) / len(g)) ** 2 for x in g) for g in groups if len(g) > 1)
+    df = sum(len(g) - 1 for g in groups if len(g) > 1)
+    return (math.sqrt(ss / df) if df else float("nan")), df
+
+
+def _difference(ref: Sequence[float], other: Sequence[float], sd: float, df: int) -> dict[str, float]:
+    """mean(other) - mean(ref) with its t interval at CONFIDENCE (pooled ``sd``, ``df``)."""
+    delta = sum(other) / len(other) - sum(ref) / len(ref)
+    if not df or math.isnan(sd):
+        return {"mean": delta, "ci_low": float("nan"), "ci_high": float("nan")}
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, df) * sd * math.sqrt(1 / len(ref) + 1 / len(other))
+    return {"mean": delta, "ci_low": delta - half, "ci_high": delta + half}
+
+
+def detectable_effect(sd: float, df: int, seeds: int) -> float:
+    """Smallest difference of two variants' means (K seeds each) found with POWER at CONFIDENCE."""
+    if not df or math.isnan(sd):
+        return float("nan")
+    return (stats.t.ppf(0.5 + CONFIDENCE / 2, df) + stats.t.ppf(POWER, df)) * sd * math.sqrt(2 / seeds)
+
+
+def ablation_summary(runs: Mapping[str, Mapping[int, Mapping[str, float]]], default: str) -> dict:
+    """Per-variant means over seeds, gap closed and high-resource change against ``none``, with intervals.
+
+    ``runs``: variant -> seed -> language -> macro-F1 (0..1). ``gap_closed`` is
+    ``(gap_none - gap_variant) / gap_none`` of the seed means; its interval is the interval of
+    the numerator divided by ``gap_none`` (the reference gap taken as known). The top-level
+    ``gap_closed`` and ``high_resource_drop`` are the ``default`` variant's means.
+    """
+    seeds = {name: sorted(by_seed) for name, by_seed in runs.items()}
+    gaps = {name: {s: gap_summary(runs[name][s]) for s in seeds[name]} for name in runs}
+    series = {
+        key: {name: [gaps[name][s][key] for s in seeds[name]] for name in runs}
+        for key in ("gap", "high_mean", "low_mean")
     }
-    drops = {name: max(0.0, base["high_mean"] - g["high_mean"]) for name, g in gaps.items() if name != VARIANTS[0]}
-    best = max(closed, key=closed.get)
+    sd = {key: _pooled_sd(list(series[key].values())) for key in series}
+    ref_gap = sum(series["gap"][REFERENCE]) / len(series["gap"][REFERENCE])
+    languages = sorted(next(iter(runs[REFERENCE].values())))
+    variants: dict[str, dict] = {}
+    for name in runs:
+        entry = {
+            "seeds": seeds[name],
+            "per_language_mean": {lang: mean(runs[name][s][lang] for s in seeds[name]) for lang in languages},
+            "per_language_sd": {
+                lang: _sd([runs[name][s][lang] for s in seeds[name]]) for lang in languages
+            },
+            **{f"{key}_mean": sum(series[key][name]) / len(series[key][name]) for key in series},
+            "per_seed": gaps[name],
+        }
+        if name != REFERENCE:
+            narrowing = _difference(series["gap"][name], series["gap"][REFERENCE], *sd["gap"])
+            high = _difference(series["high_mean"][REFERENCE], series["high_mean"][name], *sd["high_mean"])
+            low = _difference(series["low_mean"][REFERENCE], series["low_mean"][name], *sd["low_mean"])
+            scale = ref_gap if ref_gap > 0 else float("nan")
+            entry["gap_closed"] = {k: v / scale for k, v in narrowing.items()}
+            entry["gap_narrowing"] = narrowing
+            entry["high_resource_change"] = high
+            entry["low_resource_change"] = low
+            entry["meets_goal"] = bool(
+                entry["gap_closed"]["mean"] >= GOAL_GAP_CLOSED
+                and entry["gap_closed"]["ci_low"] > 0
+                and -high["mean"] <= GOAL_MAX_HIGH_DROP
+            )
+        variants[name] = entry
+    k = min(len(s) for s in seeds.values())
+    if default == REFERENCE:
+        # Augmentation off is the default: report the best variant, as the issue asks.
+        candidates = [n for n in variants if n != REFERENCE]
+        chosen = max(candidates, key=lambda n: variants[n]["gap_closed"]["mean"]) if candidates else REFERENCE
+    else:
+        chosen = default
+    picked = variants.get(chosen, {})
+    gap_closed = picked.get("gap_closed", {}).get("mean", 0.0)
+    high_drop = max(0.0, -picked.get("high_resource_change", {}).get("mean", 0.0))
     return {
-        "gaps": gaps,
-        "gap_closed_by_variant": closed,
-        "high_resource_drop_by_variant": drops,
-        "best_variant": best,
-        "gap_closed": closed[best],
-        "high_resource_drop": max(drops.values()),
+        "variants": variants,
+        "reference": REFERENCE,
+        "default_variant": default,
+        "reported_variant": chosen,
+        "gap_closed": gap_closed,
+        "gap_closed_interval": [picked.get("gap_closed", {}).get("ci_low"), picked.get("gap_closed", {}).get("ci_high")],
+        "high_resource_drop": high_drop,
+        "high_resource_change_interval": [
+            picked.get("high_resource_change", {}).get("ci_low"), picked.get("high_resource_change", {}).get("ci_high"),
+        ],
+        "seed_sd": {key: {"sd": v[0], "df": v[1]} for key, v in sd.items()},
+        "detectable_effect_points": {
+            key: 100 * detectable_effect(sd[key][0], sd[key][1], k) for key in sd
+        },
+        "confidence": CONFIDENCE,
+        "power": POWER,
         "goal": {
             "gap_closed_at_least": GOAL_GAP_CLOSED,
+            "interval_above_zero": True,
             "high_resource_drop_at_most": GOAL_MAX_HIGH_DROP,
-            "met": closed[best] >= GOAL_GAP_CLOSED and drops[best] <= GOAL_MAX_HIGH_DROP,
+            "met": bool(variants.get(chosen, {}).get("meets_goal", False)),
+            "met_by": sorted(n for n, v in variants.items() if v.get("meets_goal")),
         },
     }
+
+
+def _sd(values: Sequence[float]) -> float:
+    if len(values) < 2:
+        return float("nan")
+    m = sum(values) / len(values)
+    return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+
+
+# --- running ---------------------------------------------------------------------------------
 
 
 def embedding_speed(texts: list[str], embedder: str, batch_size: int, precision: str) -> dict:
@@ -135,39 +271,99 @@ def embedding_speed(texts: list[str], embedder: str, batch_size: int, precision:
     }
 
 
+def _merged_model(home: Path, run: Mapping) -> Path:
+    """The merged weights of a registered version, fetched from the bench home's MLflow registry."""
+    import mlflow
+
+    mlflow.set_tracking_uri(run["tracking_uri"])
+    dst = home.parent / "labelers" / f"v{run['model_version']}"
+    if not dst.is_dir():
+        mlflow.artifacts.download_artifacts(f"models:/{run['registered_model']}/{run['model_version']}", dst_path=str(dst))
+    return next(p.parent for p in dst.rglob("config.json") if (p.parent / "model.safetensors").is_file())
+
+
+def run_variant(name: str, seed: int, common: list[str], work: Path, runs_dir: Path) -> dict | None:
+    """Train and evaluate one (variant, seed) through the CLI, or load it when already saved."""
+    path = runs_dir / f"{name}_seed{seed}.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    home = work / "home"
+    extra = [*VARIANTS[name], f"train.seed={seed}"]
+    if name == "retrieval_self":
+        labeler = json.loads((runs_dir / f"{REFERENCE}_seed{seed}.json").read_text(encoding="utf-8"))
+        extra += [f"augment.self_alignment.pool_path={work / 'pool.jsonl'}",
+                  f"augment.self_alignment.labeler={_merged_model(home, labeler)}"]
+    print(f"\n=== {name}, train.seed={seed} ===", flush=True)
+    code, payload, seconds = run_cli(CONFIG, common + extra, home)
+    if code != 0 or payload is None or not payload.get("ok"):
+        print(f"variant {name} seed {seed} failed (exit {code})", flush=True)
+        return None
+    run = {
+        "variant": name,
+        "seed": seed,
+        "overrides": common + extra,
+        "f1": {lang: v["f1"] for lang, v in payload["per_language"].items()},
+        "support": {lang: v["support"] for lang, v in payload["per_language"].items()},
+        "augmentation": payload.get("augmentation"),
+        "train": payload.get("train"),
+        "wall_seconds": seconds,
+        **{k: payload.get(k) for k in ("tracking_uri", "registered_model", "model_version")},
+    }
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(run, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return run
+
+
+def print_table(summary: dict, variants: Sequence[str]) -> None:
+    v = summary["variants"]
+    langs = sorted(v[REFERENCE]["per_language_mean"])
+    print("\nmacro-F1 x 100, mean over seeds (seed sd)")
+    print("| language | " + " | ".join(variants) + " |")
+    print("|---|" + "---:|" * len(variants))
+    for lang in langs:
+        tag = " (low)" if lang in LOW else ""
+        cells = [f"{100 * v[n]['per_language_mean'][lang]:.1f} ({100 * v[n]['per_language_sd'][lang]:.1f})" for n in variants]
+        print(f"| {lang}{tag} | " + " | ".join(cells) + " |")
+    for key in ("low_mean_mean", "high_mean_mean", "gap_mean"):
+        print(f"| {key.removesuffix('_mean')} | " + " | ".join(f"{100 * v[n][key]:.1f}" for n in variants) + " |")
+
+    def interval(d: dict, scale: float, unit: str) -> str:
+        return f"{scale * d['mean']:+.1f}{unit} [{scale * d['ci_low']:+.1f}, {scale * d['ci_high']:+.1f}]"
+
+    print(f"| gap closed (95% interval) | — | " + " | ".join(interval(v[n]["gap_closed"], 100, "%") for n in variants[1:]) + " |")
+    print(f"| high-resource change, points | — | "
+          + " | ".join(interval(v[n]["high_resource_change"], 100, "") for n in variants[1:]) + " |")
+    d = summary["detectable_effect_points"]
+    print(f"\nseeds: {summary['seeds']}; pooled seed sd of the gap {100 * summary['seed_sd']['gap']['sd']:.1f} points "
+          f"(df {summary['seed_sd']['gap']['df']}); detectable with 80% power: gap {d['gap']:.1f}, "
+          f"high-resource mean {d['high_mean']:.1f} points")
+    print(f"default variant: {summary['default_variant']}; reported: {summary['reported_variant']}: gap closed "
+          f"{summary['gap_closed']:.1%} (goal >= 30%, interval above 0), high-resource drop "
+          f"{100 * summary['high_resource_drop']:.1f} points (goal <= 1): {'met' if summary['goal']['met'] else 'not met'}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="80 train / 80 test rows per language")
+    parser.add_argument("--quick", action="store_true", help="80 train / 80 test rows per language, seeds 42 and 7")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help=f"training seeds (default {' '.join(map(str, SEEDS))})")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                        help="variants to run ('none' is always run)")
     parser.add_argument("--skip-speed", action="store_true", help="skip the embedding speed measurement")
-    parser.add_argument("--embedder", default=None, help="augment.embedder for variants b and c (default: the config's)")
-    parser.add_argument(
-        "--reuse-a-home", type=Path, default=None,
-        help="take variant (a) (it uses no embedder) from an earlier ablation run's home instead of retraining it",
-    )
-    parser.add_argument(
-        "--variants", default=",".join(VARIANTS[1:]),
-        help=f"comma-separated variants besides a_none, from {', '.join(VARIANTS[1:] + OPTIONAL_VARIANTS)}",
-    )
-    parser.add_argument("--train-seed", type=int, default=None, help="train.seed for every variant (run-to-run noise)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra config override for every run (a separate work folder)")
+    parser.add_argument("--work", type=Path, default=REPO / ".sentibridge" / "ablation",
+                        help="data, home and finished runs; rerun with the same folder to resume")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = sorted(set(chosen) - set(VARIANTS[1:] + OPTIONAL_VARIANTS))
-    if unknown or not chosen:
-        parser.error(f"unknown variants {unknown}; choose from {VARIANTS[1:] + OPTIONAL_VARIANTS}")
-    variants = (VARIANTS[0], *chosen)
+    seeds = args.seeds or ([42, 7] if args.quick else list(SEEDS))
+    variants = [REFERENCE, *[v for v in VARIANTS if v in args.variants and v != REFERENCE]]
     if not UMSAB.is_dir():
         print(f"UMSAB not found at {UMSAB}: nothing to measure")
         return 0
-    settings = load_settings(CONFIG, [f"augment.embedder={args.embedder}"] if args.embedder else [])
-    suffix = ("_" + args.embedder.split(":")[-1].split("/")[-1]) if args.embedder else ""
-    if tuple(chosen) != VARIANTS[1:]:
-        suffix += "_" + "-".join(chosen)
-    if args.train_seed is not None:
-        suffix += f"_seed{args.train_seed}"
-    out = args.out or REPO / "bench" / "results" / f"ablation{suffix}{'_quick' if args.quick else ''}.json"
+    out = args.out or REPO / "bench" / "results" / f"ablation{'_quick' if args.quick else ''}.json"
+    settings = load_settings(CONFIG)
     high_rows = 80 if args.quick else settings.data.max_rows_per_language
-    eval_rows = 80 if args.quick else 300
+    eval_rows = 80 if args.quick else None
     started = time.perf_counter()
     rows = read_dataset(UMSAB)
 
@@ -177,123 +373,66 @@ def main() -> int:
         speed = embedding_speed(
             train_texts, settings.augment.embedder, settings.augment.embed_batch_size, settings.augment.embed_precision
         )
-        print(
-            f"embedding {speed['texts']} train texts: {speed['embed_seconds_cold']:.1f} s cold "
-            f"({speed['texts_per_s']:.0f} texts/s), index {speed['index_seconds']:.2f} s, "
-            f"{speed['embed_seconds_cached']:.1f} s cached ({speed['cache_speedup']:.0f}x)",
-            flush=True,
-        )
+        print(f"embedding {speed['texts']} train texts: {speed['embed_seconds_cold']:.1f} s cold, "
+              f"index {speed['index_seconds']:.2f} s, {speed['embed_seconds_cached']:.1f} s cached", flush=True)
 
-    work = Path(tempfile.mkdtemp(prefix="sentibridge-ablation-"))
     data, pool = simulated_dataset(rows, high_rows, settings.split.seed)
-    (work / "data").mkdir()
+    design = hashlib.sha256(data.to_json(orient="records").encode()).hexdigest()[:12]
+    if args.set:
+        design += "-" + hashlib.sha256("\n".join(args.set).encode()).hexdigest()[:8]
+    work = (args.work / f"{'quick' if args.quick else 'full'}-{design}").resolve()
+    (work / "data").mkdir(parents=True, exist_ok=True)
     data.to_json(work / "data" / "umsab_low.jsonl", orient="records", lines=True, force_ascii=False)
     pool.to_json(work / "pool.jsonl", orient="records", lines=True, force_ascii=False)
     train_counts = data[data["split"] == "train"].groupby("language").size().to_dict()
     print(f"simulated train rows per language: {train_counts}; pool: {pool.groupby('language').size().to_dict()}")
+    print(f"work folder (resumable): {work}", flush=True)
     common = [
         f"data.path={work / 'data'}",
         "data.max_rows_per_language=null",
-        f"eval.max_rows_per_language={eval_rows}",
-        f"augment.embedder={settings.augment.embedder}",
-        *([f"train.seed={args.train_seed}"] if args.train_seed is not None else []),
+        f"eval.max_rows_per_language={eval_rows if eval_rows else 'null'}",
+        *args.set,
     ]
-    overrides = {
-        "a_none": ["augment.enabled=false"],
-        "b_retrieval": [],
-        "c_retrieval_self": [
-            "augment.self_alignment.enabled=true",
-            f"augment.self_alignment.pool_path={work / 'pool.jsonl'}",
-        ],
-        # Two examples of about 40 tokens each need room next to the prompt.
-        "d_retrieval_demos": ["demonstrations.k=2", "model.max_length=384"],
-    }
-    home = work / "home"
-    results, f1 = {}, {}
-    reused = None
-    if args.reuse_a_home:
-        results["a_none"] = reused = _registered_result(args.reuse_a_home, version="1")
-        f1["a_none"] = {lang: v["f1"] for lang, v in reused["per_language"].items()}
-        print(f"variant a_none reused from {args.reuse_a_home} (registered version 1)")
-    for name in variants:
-        if name in results:
-            continue
-        extra = list(overrides[name])
-        if name == "c_retrieval_self":
-            extra.append(f"augment.self_alignment.labeler={_merged_model(home, results['a_none'])}")
-        code, payload, seconds = run_cli(CONFIG, common + extra, home)
-        if code != 0 or payload is None:
-            print(f"variant {name} failed (exit {code})")
-            return 1
-        results[name] = {**payload, "wall_seconds": seconds}
-        f1[name] = {lang: v["f1"] for lang, v in payload["per_language"].items()}
+    runs_dir = work / "runs"
+    runs: dict[str, dict[int, dict]] = {name: {} for name in variants}
+    # Seed-major order: after each seed every variant has a run, so a partial bench is balanced.
+    for seed in seeds:
+        for name in variants:
+            run = run_variant(name, seed, common, work, runs_dir)
+            if run is None:
+                return 1
+            runs[name][seed] = run
 
-    summary = ablation_summary(f1)
-    langs = sorted(f1[VARIANTS[0]])
-    print("\n| language | " + " | ".join(variants) + " | " + " | ".join(f"added ({v[0]})" for v in chosen) + " |")
-    print("|---|" + "---:|" * (len(variants) + len(chosen)))
-    for lang in langs:
-        added = [
-            {r["language"]: r["retrieved"] + r["self_labelled"] for r in results[v]["augmentation"]["languages"]}.get(lang, 0)
-            for v in chosen
-        ]
-        tag = " (low)" if lang in LOW else ""
-        print(f"| {lang}{tag} | " + " | ".join(f"{100 * f1[v][lang]:.1f}" for v in variants) + " | " + " | ".join(map(str, added)) + " |")
-    for key in ("low_mean", "high_mean", "gap"):
-        print(f"| {key} | " + " | ".join(f"{100 * summary['gaps'][v][key]:.1f}" for v in variants) + " |" + " |" * len(chosen))
-    print(
-        f"gap closed: {summary['gap_closed']:.1%} by {summary['best_variant']} (goal 30%); "
-        f"high-resource drop: {100 * summary['high_resource_drop']:.1f} points (goal <= 1)"
-    )
+    default = default_variant(load_settings(DEFAULT_CONFIG))
+    summary = ablation_summary({n: {s: r["f1"] for s, r in by_seed.items()} for n, by_seed in runs.items()}, default)
+    summary["seeds"] = seeds
+    print_table(summary, variants)
+    first = runs[REFERENCE][seeds[0]]
     write_result(
         out,
         {
+            "units": "macro-F1 in 0..1; gap = high-resource mean - low-resource mean; intervals are 95% t intervals "
+                     "over training seeds with the seed spread pooled over variants",
             **summary,
-            "per_language": f1,
-            "augmentation": {v: results[v]["augmentation"] for v in chosen},
-            "train": {v: results[v].get("train") for v in variants},
+            "runs": {n: {str(s): r for s, r in by_seed.items()} for n, by_seed in runs.items()},
             "train_rows_per_language": train_counts,
             "pool_rows_per_language": pool.groupby("language").size().to_dict(),
-            "eval_rows_per_language": eval_rows,
+            "test_rows_per_language": first["support"],
             "embedding_speed": speed,
-            "embedder": settings.augment.embedder,
-            "a_none_reused_from": str(args.reuse_a_home) if reused else None,
-            "train_seed": args.train_seed if args.train_seed is not None else settings.train.seed,
-            "registry": {v: {k: results[v].get(k) for k in ("tracking_uri", "registered_model", "model_version")} for v in variants},
             "low_resource": list(LOW),
             "low_fraction": LOW_FRACTION,
+            "config": os.path.relpath(CONFIG, REPO),
+            "overrides": args.set,
             "quick": args.quick,
             "wall_seconds": time.perf_counter() - started,
+            "run_seconds": sum(r["wall_seconds"] for by_seed in runs.values() for r in by_seed.values()),
             "cpu": platform.machine(),
+            "cpu_model": cpu_model(),
+            "cpu_native_bf16": cpu_has_bf16(),
             "cpu_count": os.cpu_count(),
         },
     )
     return 0
-
-
-def _registered_result(home: Path, version: str) -> dict:
-    """A registered version of an earlier run, as the CLI's JSON would give it (per-language F1)."""
-    import mlflow
-
-    uri = f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    name = "sentibridge-sentiment"
-    metrics = client.get_run(client.get_model_version(name, version).run_id).data.metrics
-    per_language = {
-        key.removeprefix("f1_"): {"f1": value}
-        for key, value in metrics.items()
-        if key.startswith("f1_") and key != "f1_macro_avg"
-    }
-    return {"tracking_uri": uri, "registered_model": name, "model_version": version, "per_language": per_language}
-
-
-def _merged_model(home: Path, result: dict) -> Path:
-    """The merged weights of a registered version, fetched from that home's MLflow registry."""
-    import mlflow
-
-    mlflow.set_tracking_uri(result["tracking_uri"])
-    local = Path(mlflow.artifacts.download_artifacts(f"models:/{result['registered_model']}/{result['model_version']}", dst_path=str(home.parent / "labeler")))
-    return next(p.parent for p in local.rglob("config.json") if (p.parent / "model.safetensors").is_file())
 
 
 if __name__ == "__main__":

@@ -61,6 +61,8 @@ FULL_CONFIG = "configs/umsab_full.yaml"
 QUICK_OVERRIDES = ["data.max_rows_per_language=60", "eval.max_rows_per_language=100"]
 #: The issue's bar for this config: mean macro-F1 over languages.
 GOAL_MEAN_F1 = 0.65
+#: The whole train split aims at the state of the art: XLM-T multilingual's mean in the UMSAB README.
+GOAL_MEAN_F1_FULL = 0.694
 #: Regularisation strengths tried for the baseline (5-fold CV on the training rows).
 C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
 #: Published columns shown in the printed table (all parsed columns go to the JSON).
@@ -319,21 +321,22 @@ def main() -> int:
     rows_seconds = time.perf_counter() - t0
     print(f"rows: {len(train)} train, {len(test)} test over {len(langs)} languages ({rows_seconds:.1f} s)", flush=True)
 
+    readme = data_path / "README.md"
+    published = parse_published(readme.read_text(encoding="utf-8")) if readme.is_file() else {}
+
+    # The CLI first: its checkpoints let an interrupted --full run resume; the baselines are cheap to redo.
+    code, payload, cli_seconds = run_cli(config, overrides, home)
+    if code != 0 or not payload or not payload.get("ok"):
+        reason = (payload or {}).get("error", "no JSON line on stdout")
+        print(f"error: sentibridge train failed (exit {code}): {reason}; nothing written", file=sys.stderr)
+        return code or 1
+
     t0 = time.perf_counter()
     mono = tfidf_baseline(train, test, per_language=True, seed=settings.split.seed)
     multi = tfidf_baseline(train, test, per_language=False, seed=settings.split.seed)
     tfidf_seconds = time.perf_counter() - t0
     print(f"TF-IDF baselines fitted ({tfidf_seconds:.1f} s): mono mean {mean(mono['f1'].values()):.3f}, "
           f"multi mean {mean(multi['f1'].values()):.3f}", flush=True)
-
-    readme = data_path / "README.md"
-    published = parse_published(readme.read_text(encoding="utf-8")) if readme.is_file() else {}
-
-    code, payload, cli_seconds = run_cli(config, overrides, home)
-    if code != 0 or not payload or not payload.get("ok"):
-        reason = (payload or {}).get("error", "no JSON line on stdout")
-        print(f"error: sentibridge train failed (exit {code}): {reason}; nothing written", file=sys.stderr)
-        return code or 1
 
     ours = {lang: float(v["f1"]) for lang, v in payload["per_language"].items()}
     support = {lang: int(v["support"]) for lang, v in payload["per_language"].items()}
@@ -357,10 +360,11 @@ def main() -> int:
     print_table(langs, rows_per_language, ours, tfidf, multi["f1"], published)
     beats = sorted(lang for lang in langs if diff.get(lang, -1) > 0)
     everywhere = len(beats) == len(langs)
-    goal_met = means["ours"] is not None and means["ours"] >= GOAL_MEAN_F1
+    goal = GOAL_MEAN_F1_FULL if args.full else GOAL_MEAN_F1
+    goal_met = means["ours"] is not None and means["ours"] >= goal
     print(f"ours beats TF-IDF (mono) in {len(beats)}/{len(langs)} languages"
           + ("" if everywhere else f"; not in: {', '.join(l for l in langs if l not in beats)}"))
-    print(f"goal mean macro-F1 >= {GOAL_MEAN_F1 * 100:.0f}: {'met' if goal_met else 'not met'} "
+    print(f"goal mean macro-F1 >= {goal * 100:.1f}: {'met' if goal_met else 'not met'} "
           f"(ours {fmt(means['ours'])}, TF-IDF {fmt(means['tfidf'])})")
 
     wall = time.perf_counter() - started
@@ -374,7 +378,7 @@ def main() -> int:
         "ratio_vs_tfidf": ratio,
         "beats_tfidf_everywhere": everywhere,
         "beats_tfidf_in": beats,
-        "goal": {"mean_f1": GOAL_MEAN_F1, "met": goal_met},
+        "goal": {"mean_f1": goal, "met": goal_met},
         "published": {
             "source": str(readme) if published else None,
             "note": "XLM-T paper leaderboard, parsed at run time; language 'average' is the paper's own mean",
