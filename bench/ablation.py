@@ -41,6 +41,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -240,10 +241,7 @@ def ablation_summary(runs: Mapping[str, Mapping[int, Mapping[str, float]]], defa
 
 
 def _sd(values: Sequence[float]) -> float:
-    if len(values) < 2:
-        return float("nan")
-    m = sum(values) / len(values)
-    return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+    return statistics.stdev(values) if len(values) > 1 else float("nan")
 
 
 # --- running ---------------------------------------------------------------------------------

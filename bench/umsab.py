@@ -16,7 +16,7 @@ supports and row count the CLI reports.
 
     python bench/umsab.py --quick      # 60 train / 100 test rows per language, a few minutes
     python bench/umsab.py              # configs/umsab_cpu.yaml, 10-20 minutes on 2 cores
-    python bench/umsab.py --full       # configs/umsab_full.yaml (~14.7k rows), about an hour on 2 cores;
+    python bench/umsab.py --full       # configs/umsab_full.yaml (~14.7k rows), about 100 minutes on 2 cores;
                                        # rerun with the same --home to resume from the last checkpoint
 
 Writes ``bench/results/umsab.json`` (``umsab_quick.json`` with ``--quick``); exits 0 without

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
 from sentibridge.config import load_settings
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
-
 
 @pytest.fixture(scope="module")
-def ablation():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import ablation as module
-    finally:
-        sys.path.remove(str(BENCH))
-    return module
+def ablation(import_bench):
+    return import_bench("ablation")
 
 
 def _run(low: float, high: float) -> dict[str, float]:
