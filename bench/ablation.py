@@ -28,6 +28,7 @@ skips those, so an interrupted bench resumes.
     python bench/ablation.py                     # 5 variants x 3 seeds: about 3 hours on 2 cores
     python bench/ablation.py --seeds 42 7 123 5  # more seeds, more power
     python bench/ablation.py --quick             # 80 train / 80 test rows per language, 2 seeds
+    python bench/ablation.py --report --out x.json  # summarise the runs saved so far, train nothing
 
 Writes ``bench/results/ablation.json`` (``ablation_quick.json``). Exits 0 without writing
 anything when UMSAB is absent.
@@ -280,11 +281,18 @@ def _merged_model(home: Path, run: Mapping) -> Path:
     return next(p.parent for p in dst.rglob("config.json") if (p.parent / "model.safetensors").is_file())
 
 
+def saved_run(runs_dir: Path, name: str, seed: int) -> dict | None:
+    """The saved result of one (variant, seed), or None when it has not finished."""
+    path = runs_dir / f"{name}_seed{seed}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def run_variant(name: str, seed: int, common: list[str], work: Path, runs_dir: Path) -> dict | None:
     """Train and evaluate one (variant, seed) through the CLI, or load it when already saved."""
+    saved = saved_run(runs_dir, name, seed)
+    if saved is not None:
+        return saved
     path = runs_dir / f"{name}_seed{seed}.json"
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
     home = work / "home"
     extra = [*VARIANTS[name], f"train.seed={seed}"]
     if name == "retrieval_self":
@@ -328,8 +336,8 @@ def print_table(summary: dict, variants: Sequence[str]) -> None:
     def interval(d: dict, scale: float, unit: str) -> str:
         return f"{scale * d['mean']:+.1f}{unit} [{scale * d['ci_low']:+.1f}, {scale * d['ci_high']:+.1f}]"
 
-    print(f"| gap closed (95% interval) | — | " + " | ".join(interval(v[n]["gap_closed"], 100, "%") for n in variants[1:]) + " |")
-    print(f"| high-resource change, points | — | "
+    print("| gap closed (95% interval) | — | " + " | ".join(interval(v[n]["gap_closed"], 100, "%") for n in variants[1:]) + " |")
+    print("| high-resource change, points | — | "
           + " | ".join(interval(v[n]["high_resource_change"], 100, "") for n in variants[1:]) + " |")
     d = summary["detectable_effect_points"]
     print(f"\nseeds: {summary['seeds']}; pooled seed sd of the gap {100 * summary['seed_sd']['gap']['sd']:.1f} points "
@@ -351,6 +359,8 @@ def main() -> int:
                         help="extra config override for every run (a separate work folder)")
     parser.add_argument("--work", type=Path, default=REPO / ".sentibridge" / "ablation",
                         help="data, home and finished runs; rerun with the same folder to resume")
+    parser.add_argument("--report", action="store_true",
+                        help="summarise the saved runs of the seeds that every variant has finished; train nothing")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     seeds = args.seeds or ([42, 7] if args.quick else list(SEEDS))
@@ -396,10 +406,18 @@ def main() -> int:
     # Seed-major order: after each seed every variant has a run, so a partial bench is balanced.
     for seed in seeds:
         for name in variants:
-            run = run_variant(name, seed, common, work, runs_dir)
-            if run is None:
+            run = saved_run(runs_dir, name, seed) if args.report else run_variant(name, seed, common, work, runs_dir)
+            if run is None and not args.report:
                 return 1
-            runs[name][seed] = run
+            if run is not None:
+                runs[name][seed] = run
+    requested = list(seeds)
+    if args.report:
+        seeds = [s for s in seeds if all(s in runs[name] for name in variants)]
+        if not seeds:
+            print(f"no seed has finished every variant yet in {runs_dir}")
+            return 1
+        runs = {name: {s: runs[name][s] for s in seeds} for name in variants}
 
     default = default_variant(load_settings(DEFAULT_CONFIG))
     summary = ablation_summary({n: {s: r["f1"] for s, r in by_seed.items()} for n, by_seed in runs.items()}, default)
@@ -422,6 +440,7 @@ def main() -> int:
             "config": os.path.relpath(CONFIG, REPO),
             "overrides": args.set,
             "quick": args.quick,
+            "seeds_requested": requested,
             "wall_seconds": time.perf_counter() - started,
             "run_seconds": sum(r["wall_seconds"] for by_seed in runs.values() for r in by_seed.values()),
             "cpu": platform.machine(),

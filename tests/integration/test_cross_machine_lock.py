@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,6 +16,7 @@ import pytest
 from sentibridge.registry import promotion as registry
 from sentibridge.registry.registration import f1_tags
 from tests.conftest import REPO, cli_env
+from tests.loopback import free_port, wait_for_http
 
 pytestmark = pytest.mark.integration
 
@@ -26,18 +24,12 @@ MLFLOW = Path(sys.executable).with_name("mlflow")
 
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(tmp_path):
     """A real ``mlflow server`` on a SQLite store, up when ``/health`` answers."""
     if not MLFLOW.is_file():
         pytest.skip("the mlflow executable next to the interpreter is missing")
-    port, root = _free_port(), tmp_path / "server"
+    port, root = free_port(), tmp_path / "server"
     root.mkdir()
     log = (root / "log").open("w")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
@@ -48,17 +40,7 @@ def mlflow_server(tmp_path):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, (root / "log").read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "mlflow server did not answer /health within 120 s"
-            time.sleep(0.5)
+        wait_for_http(f"{url}/health", proc, "mlflow server", 120, lambda: (root / "log").read_text()[-3000:], 0.5)
         yield url
     finally:
         os.killpg(proc.pid, 15)  # the server's own process group: its gunicorn/uvicorn workers too

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import pytest
 
 from tests.conftest import SAMPLE, TINY_TRAIN, cli_env
 from tests.integration.test_validate_cli import REPO, last_json, run_cli
+from tests.loopback import free_port, wait_for_http
 
 pytestmark = pytest.mark.integration
 
@@ -167,33 +167,20 @@ def test_predict_without_that_version_is_one_line(journey, tmp_path):
     assert proc.returncode == 1 and "has no version 42" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_mlflow_serves_the_champion_on_loopback(journey):
-    home, port = journey["home"], _free_port()
+    home, port = journey["home"], free_port()
+    log = home / "serve.log"  # a file, not a pipe: a chatty server would block on a full pipe
     env = {**cli_env(home), "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow' / 'mlflow.db'}",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m", "models:/sentibridge-sentiment@champion",
-         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
+    with log.open("w") as handle:
+        server = subprocess.Popen(
+            [str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m", "models:/sentibridge-sentiment@champion",
+             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT,
+        )
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None, server.stderr.read()[-3000:]
-            assert time.monotonic() < deadline, "mlflow models serve did not come up"
-            time.sleep(2)
+        wait_for_http(f"http://127.0.0.1:{port}/ping", server, "mlflow models serve", 240,
+                      lambda: log.read_text()[-3000:], 2)
         body = json.dumps({"dataframe_records": [{"text": "Absolutely wonderful, thank you!", "language": "en"}]}).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
                                          headers={"Content-Type": "application/json"})

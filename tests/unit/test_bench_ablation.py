@@ -93,3 +93,10 @@ def test_simulated_dataset_shrinks_low_languages_and_pools_the_rest(ablation):
     assert set(pool["language"]) == {"hi", "ar"} and len(pool) == 2 * 76
     assert "label" not in pool.columns
     assert not set(pool["text"]) & set(data["text"])  # the pool never holds train, val or test text
+
+
+def test_saved_runs_are_read_back_and_missing_ones_are_none(ablation, tmp_path):
+    assert ablation.saved_run(tmp_path, "none", 42) is None
+    (tmp_path / "none_seed42.json").write_text('{"variant": "none", "seed": 42, "f1": {"en": 0.6}}')
+    assert ablation.saved_run(tmp_path, "none", 42)["f1"] == {"en": 0.6}
+    assert ablation.saved_run(tmp_path, "none", 7) is None

@@ -12,18 +12,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import MODEL_CACHE, cli_env
+from tests.loopback import free_port, wait_for_http
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[3]
@@ -32,12 +29,6 @@ STACK = "sentibridge-remote"
 ADMIN, ADMIN_PASSWORD = "admin", "admin-password-for-tests"
 #: moto accepts any key; s3fs and boto3 read these from the environment, as on a real stack.
 AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -65,18 +56,8 @@ class Server:
         handle.close()
 
     def wait(self, timeout_s: float = 240.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited while starting:\n{self.tail()}")
-            try:
-                with urllib.request.urlopen(self.url + self.health, timeout=5) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(1)
-        raise RuntimeError(f"{self.name} did not answer {self.health} within {timeout_s:.0f} s:\n{self.tail()}")
+        assert self.process is not None, f"{self.name} was never started"
+        wait_for_http(self.url + self.health, self.process, self.name, timeout_s, self.tail)
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

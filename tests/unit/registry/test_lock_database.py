@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ import pytest
 from sentibridge.config import load_settings
 from sentibridge.errors import ConfigError, SentibridgeError
 from sentibridge.registry.lock import LockTimeout, PromotionLock, promotion_lock
+from tests.loopback import free_port
 
 _HOLD = """
 import sys, time
@@ -111,12 +111,6 @@ def test_the_lock_follows_the_config(tmp_path: Path) -> None:
         load_settings(overrides=["registry.lock_timeout_s=0"])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def postgres_url():
     """A throwaway Postgres server (skipped where no ``initdb``/``pg_ctl`` or no psycopg)."""
@@ -130,7 +124,7 @@ def postgres_url():
     root = Path(tempfile.mkdtemp(prefix="sentibridge-pg-"))
     if as_user:
         shutil.chown(root, "postgres")
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
     subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "sentibridge"], check=True, capture_output=True, timeout=120)
     subprocess.run(
         [*as_user, pg_ctl, "-D", str(data), "-w", "-t", "60", "-l", str(root / "log"),
