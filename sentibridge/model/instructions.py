@@ -203,19 +203,15 @@ def build_records(
 def export_llamafactory(records: Sequence[Mapping[str, Any]], out_dir: Path, name: str = "sentibridge_train") -> Path:
     """Write ``<name>.json`` (alpaca format) and register it in ``out_dir/dataset_info.json``.
 
+    The ``instruction`` field holds the whole user message (instruction, demonstrations and
+    ``Text: <input>``) and ``input`` stays empty: LLaMA-Factory joins the two with one newline,
+    so only this way does a model trained there see exactly the prompt sentibridge scores.
     Existing entries of ``dataset_info.json`` are kept, so train and val can be exported into the
     same folder and passed to ``llamafactory-cli train --dataset_dir out_dir --dataset <name>``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = [
-        {
-            "instruction": r["instruction"] + ("\n\n" + render_demonstrations(r["demonstrations"]).rstrip() if r.get("demonstrations") else ""),
-            "input": r["input"],
-            "output": r["output"],
-        }
-        for r in records
-    ]
+    rows = [{"instruction": _user_message(r), "input": "", "output": r["output"]} for r in records]
     (out_dir / f"{name}.json").write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
     info_path = out_dir / "dataset_info.json"
     info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}

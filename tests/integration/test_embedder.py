@@ -39,7 +39,7 @@ def test_retrieval_with_the_real_embedder(embedder, tmp_path):
          "label": [2, 0, 1, 2, 0, 1, 2, 0, 1, 2], "language": ["en"] * 9 + ["de"]}
     )
     embed = lambda texts: embed_texts(texts, EMBEDDED_EMBEDDER, tmp_path, model=embedder, progress=False)  # noqa: E731
-    result = augment_train(train, embed, AugmentConfig(min_similarity=0.0))
+    result = augment_train(train, embed, AugmentConfig(enabled=True, min_similarity=0.0))
     added = result.rows[result.rows["origin"] == "retrieved"]
     assert len(added) == 2 and (added["augmented_for"] == "de").all()  # min(9 - 1, 2 x 1)
     assert (added["similarity"] > 0).all()

@@ -15,7 +15,7 @@ from tests.integration.test_validate_cli import last_json, run_cli
 
 pytestmark = pytest.mark.integration
 
-TINY = [*TINY_TRAIN, "--set", "demonstrations.k=2"]
+TINY = [*TINY_TRAIN, "--set", "demonstrations.k=2", "--set", "augment.enabled=true"]
 
 
 #: Languages given only 2 train rows in the test's copy of the sample, so augmentation has work.

@@ -97,7 +97,7 @@ def test_self_alignment_keeps_only_agreeing_confident_rows_by_level():
 def test_retrieval_adds_labelled_high_resource_neighbours_with_provenance():
     train = _rows({"en": 30, "de": 30, "hi": 6})
     embed, _ = _hash_embed()
-    result = augment_train(train, embed, AugmentConfig(min_similarity=-1.0, per_query_cap=2))
+    result = augment_train(train, embed, AugmentConfig(enabled=True, min_similarity=-1.0, per_query_cap=2))
     added = result.rows[result.rows["origin"] == "retrieved"]
     assert len(added) == result.report.set_index("language").loc["hi", "budget"] == 12  # min(30-6, 2x6)
     assert set(added["language"]) <= {"en", "de"} and set(added["augmented_for"]) == {"hi"}
@@ -137,7 +137,7 @@ def test_augmentation_never_reads_val_or_test():
         labelled.extend(frame["text"])
         return np.tile([0.0, 0.0, 1.0], (len(frame), 1))
 
-    cfg = AugmentConfig(self_alignment=SelfAlignmentConfig(enabled=True, pool_path="pool.jsonl", min_confidence_medium=0.0, min_confidence_low=0.0, knn_k=1))
+    cfg = AugmentConfig(enabled=True, self_alignment=SelfAlignmentConfig(enabled=True, pool_path="pool.jsonl", min_confidence_medium=0.0, min_confidence_low=0.0, knn_k=1))
     result = augment_train(train, embed, cfg, holdout_keys(val, test), pool, labeler)
     holdout_texts = set(val["text"]) | set(test["text"])
     assert not (set(seen) & holdout_texts) and not (set(labelled) & holdout_texts)
@@ -155,6 +155,7 @@ def test_self_labelled_rows_are_capped_and_marked():
     pool = pd.DataFrame({"id": [f"p{i}" for i in range(20)], "text": [f"pool sentence {i}" for i in range(20)], "language": ["hi"] * 20})
     embed, _ = _hash_embed()
     cfg = AugmentConfig(
+        enabled=True,
         budget_fraction=0.0,
         self_alignment=SelfAlignmentConfig(enabled=True, pool_path="p", knn_k=1, min_confidence_low=0.0, max_added_ratio=1.0),
     )

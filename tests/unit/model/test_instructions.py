@@ -113,4 +113,11 @@ def test_export_llamafactory(tmp_path, gemma_tokenizer):
     assert set(info) == {"sb_train", "sb_val"}
     assert info["sb_train"]["columns"] == {"prompt": "instruction", "query": "input", "response": "output"}
     rows = json.loads((tmp_path / info["sb_train"]["file_name"]).read_text())
-    assert rows[0] == {k: records[0][k] for k in ("instruction", "input", "output")}
+    assert rows[0] == {"instruction": f"{records[0]['instruction']}\n\nText: good", "input": "", "output": "positive"}
+    # LLaMA-Factory's alpaca reader makes the user turn of instruction and input; with the chat
+    # template around it, that is the exact prompt sentibridge trains and scores.
+    user_turn = "\n".join(part for part in (rows[0]["instruction"], rows[0]["input"]) if part)
+    messages = [{"role": "user", "content": user_turn}]
+    assert gemma_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == format_prompt(
+        gemma_tokenizer, records[0]
+    )
