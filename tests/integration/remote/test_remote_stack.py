@@ -96,7 +96,8 @@ def trained(remote_session: Remote, tmp_path_factory):
     home = root / "home"
     env = remote_session.env(home)
     started = time.perf_counter()
-    train = run(env, "train", "--data", str(SAMPLE), *TINY_TRAIN, *LENIENT, "--json")
+    # Augmentation on (it is off by default), so the FAISS index has vectors to round-trip through S3.
+    train = run(env, "train", "--data", str(SAMPLE), *TINY_TRAIN, *LENIENT, "--set", "augment.enabled=true", "--json")
     assert train.returncode == 0, train.stderr[-4000:]
     print(f"remote train took {time.perf_counter() - started:.0f} s")
     (root / "in.csv").write_text("text,language\nI love this phone,en\nC'est nul,fr\n", encoding="utf-8")
