@@ -21,7 +21,8 @@ LLaMA-Factory needs its own virtual environment (its pins clash with ours), for 
     touch ../lfenv/lib/python3.11/site-packages/torchaudio/__init__.py  # its top-level import
     python bench/llamafactory_speed.py --llamafactory-cli ../lfenv/bin/llamafactory-cli
 
-About 25 minutes on 2 cores. ``--quick`` (a smoke run of a few minutes): 16 train rows, 10 test rows per language. Writes
+About 50 minutes on 2 cores (LLaMA-Factory's training alone is about 21). ``--quick``, a smoke run
+of a few minutes: 16 train rows and 10 test rows per language. Writes
 ``bench/results/llamafactory_speed.json``; exits 0 without writing when UMSAB or the CLI is absent.
 """
 

@@ -1,9 +1,13 @@
-"""The noise-aware gate end to end on the sample data: a seed-only retrain, its intervals, compare.
+"""The noise-aware gate end to end on the sample data: a retrain that ties, its intervals, compare.
 
 Real ZenML store, real MLflow, real Gemma-3-270M, trained as `make run` trains (the session's
 ``default_model``). The first version is made champion by hand when it does not pass against
-the base model, so that the retrain, which changes nothing but ``train.seed``, meets the default
-(noise-aware) rule against it.
+the base model, so that the retrain meets the default (noise-aware) rule against it. The retrain
+changes only ``eval.batch_size``: the same adapter (a cache hit), scored again, so the two
+versions tie. A tie must not be promoted; the old ``no_regression`` rule promoted it. Whether a
+*seed-only* retrain is promoted depends on the seed pair and the CPU (seeds 42 and 7 differ by
+10.9 points of mean F1 on one of our CPUs and 13.6 on another), so that rate is measured over many
+retrains by ``bench/gate_calibration.py`` rather than asserted on one pair here.
 """
 
 from __future__ import annotations
@@ -16,21 +20,21 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def seed_retrain(default_model):
-    """v1 (the default model, seed 42) as champion -> retrain with only ``train.seed=7``; models and compare after."""
+def tied_retrain(default_model):
+    """v1 (the default model) as champion -> retrain with only ``eval.batch_size`` changed; models and compare after."""
     first = default_model.result
     if not first["promoted"]:
-        default_model.cli("promote", "1", "--reason", "a champion for the seed-only retrain to meet")
-    retrain = default_model.cli("retrain", "--config", "configs/default.yaml", *SAMPLE_TEST_ROWS, "--set", "train.seed=7")
+        default_model.cli("promote", "1", "--reason", "a champion for the retrain to meet")
+    retrain = default_model.cli("retrain", "--config", "configs/default.yaml", *SAMPLE_TEST_ROWS, "--set", "eval.batch_size=8")
     mean = retrain["decision"]["mean"]
-    print(f"seed-7 retrain: {retrain['decision']['outcome']}, mean {mean['delta']:+.1f} [{mean['ci_low']:+.1f}, "
+    print(f"tied retrain: {retrain['decision']['outcome']}, mean {mean['delta']:+.1f} [{mean['ci_low']:+.1f}, "
           f"{mean['ci_high']:+.1f}] against v1")
     return {"first": first, "retrain": retrain, "models": default_model.cli("models"),
             "compare": default_model.cli("compare", "1", "2", "--config", "configs/default.yaml")}  # the gate's rule
 
 
-def test_every_decision_has_intervals_and_models_and_compare_show_them(seed_retrain):
-    first, retrain = seed_retrain["first"], seed_retrain["retrain"]
+def test_every_decision_has_intervals_and_models_and_compare_show_them(tied_retrain):
+    first, retrain = tied_retrain["first"], tied_retrain["retrain"]
     assert all(row["ci_low"] is not None for row in first["decision"]["languages"])  # against the base model too
     decision = retrain["decision"]
     assert decision["rule"]["mode"] == "noise_aware" and decision["reference"] == "champion"
@@ -40,13 +44,13 @@ def test_every_decision_has_intervals_and_models_and_compare_show_them(seed_retr
         assert 0.0 <= row["p_better"] <= 1.0 and 0.0 <= row["p_drop"] <= 1.0
     assert "90% interval" in retrain["stdout"]
 
-    versions = {v["version"]: v for v in seed_retrain["models"]["versions"]}
+    versions = {v["version"]: v for v in tied_retrain["models"]["versions"]}
     assert versions["2"]["gate"] == decision["outcome"]
     detail = versions["2"]["gate_detail"]
     assert set(detail["languages"]) == {r["language"] for r in decision["languages"]}
     assert all({"delta", "ci_low", "ci_high", "p_better"} <= set(row) for row in detail["languages"].values())
 
-    compared = seed_retrain["compare"]
+    compared = tied_retrain["compare"]
     assert compared["rows"] == sum(row["rows"] for row in decision["languages"]) and compared["left_out"] == 0
     by_language = {row["language"]: row for row in compared["languages"]}
     for row in decision["languages"]:  # the same rows, the same bootstrap: what the gate saw
@@ -54,7 +58,8 @@ def test_every_decision_has_intervals_and_models_and_compare_show_them(seed_retr
         assert by_language[row["language"]]["ci_low"] == pytest.approx(row["ci_low"])
 
 
-def test_a_seed_only_retrain_is_not_promoted(seed_retrain):
-    retrain = seed_retrain["retrain"]
+def test_a_retrain_that_ties_is_not_promoted(tied_retrain):
+    retrain = tied_retrain["retrain"]
+    assert abs(retrain["decision"]["mean"]["delta"]) <= 2.0  # the same adapter: at most a few rows change
     assert retrain["promoted"] is False and retrain["decision"]["outcome"] in {"rejected", "inconclusive"}
-    assert "champion" in {v["version"]: v for v in seed_retrain["models"]["versions"]}["1"]["aliases"]
+    assert "champion" in {v["version"]: v for v in tied_retrain["models"]["versions"]}["1"]["aliases"]
