@@ -41,7 +41,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -67,7 +66,7 @@ from sentibridge.config import (  # noqa: E402
 )
 from sentibridge.data.ingest import read_dataset  # noqa: E402
 from sentibridge.data.split import split_rows, subsample_per_language  # noqa: E402
-from umsab import cpu_has_bf16, cpu_model, mean, run_cli  # noqa: E402
+from umsab import machine, mean, run_cli  # noqa: E402
 
 UMSAB = REPO.parent / "shared" / "data" / "umsab"
 LOW = ("hi", "ar")
@@ -443,10 +442,7 @@ def main() -> int:
             "seeds_requested": requested,
             "wall_seconds": time.perf_counter() - started,
             "run_seconds": sum(r["wall_seconds"] for by_seed in runs.values() for r in by_seed.values()),
-            "cpu": platform.machine(),
-            "cpu_model": cpu_model(),
-            "cpu_native_bf16": cpu_has_bf16(),
-            "cpu_count": os.cpu_count(),
+            **machine(),
         },
     )
     return 0

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -55,7 +54,7 @@ from sentibridge.model.merge import merge_adapter  # noqa: E402
 from sentibridge.model.precision import base_dtype, resolve_precision  # noqa: E402
 from sentibridge.model.training import train_lora  # noqa: E402
 from sentibridge.registry.gate import Reference, gate_predictions, per_language_f1  # noqa: E402
-from umsab import bench_rows, cpu_has_bf16, cpu_model, mean  # noqa: E402
+from umsab import bench_rows, machine, mean  # noqa: E402
 
 UMSAB = REPO.parent / "shared" / "data" / "umsab"
 CONFIG = REPO / "configs" / "umsab_cpu.yaml"
@@ -228,10 +227,7 @@ def main() -> int:
             "train_records": len(records),
             "test_rows": len(test),
             "quick": args.quick,
-            "cpu": platform.machine(),
-            "cpu_model": cpu_model(),
-            "cpu_native_bf16": cpu_has_bf16(),
-            "cpu_count": os.cpu_count(),
+            **machine(),
         },
     )
     return 0

@@ -246,6 +246,12 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in _cpuinfo().split()
 
 
+def machine() -> dict:
+    """The machine a result was measured on, for the result files (CPUs differ in bf16 support)."""
+    return {"cpu": platform.machine(), "cpu_model": cpu_model(), "cpu_native_bf16": cpu_has_bf16(),
+            "cpu_count": os.cpu_count()}
+
+
 def fmt(value: float | None, scale: float = 100.0, digits: int = 1) -> str:
     return "" if value is None else f"{value * scale:.{digits}f}"
 
