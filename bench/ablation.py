@@ -10,9 +10,9 @@ test split of every language (870 rows each):
 * ``none``: no augmentation;
 * ``retrieval_minilm``: retrieval augmentation with all-MiniLM-L6-v2;
 * ``retrieval_e5``: the same with multilingual-e5-small;
-* ``retrieval_self``: ``retrieval_minilm`` plus self-alignment, the pool labelled by the
-  ``none`` model of the same seed (the previous round's fine-tuned model) and kept where the
-  kNN vote agrees;
+* ``retrieval_self``: ``retrieval_minilm`` plus self-alignment, the pool labelled by one
+  ``none`` model (the previous round's fine-tuned model, of ``--labeler-seed``) and kept where
+  the kNN vote agrees. One labeler for every seed keeps the seed spread to training alone;
 * ``retrieval_demos``: ``retrieval_minilm`` plus two retrieval demonstrations per prompt.
 
 Per variant: per-language mean F1 over seeds, the low/high gap, ``gap_closed`` (the fraction of
@@ -286,7 +286,23 @@ def saved_run(runs_dir: Path, name: str, seed: int) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
-def run_variant(name: str, seed: int, common: list[str], work: Path, runs_dir: Path) -> dict | None:
+def labeler_path(home: Path, runs_dir: Path, seed: int) -> Path | None:
+    """The merged ``none`` model of ``seed`` that labels the pool, or None (with the reason printed)."""
+    run = saved_run(runs_dir, REFERENCE, seed)
+    if run is None:
+        print(f"the labeler ({REFERENCE}, seed {seed}) has not been trained yet")
+        return None
+    if not Path(run["tracking_uri"].removeprefix("sqlite:///")).is_file():
+        # Saved runs outlive the home (they are committed); the weights do not.
+        print(f"the labeler ({REFERENCE}, seed {seed}) was trained in a home that no longer exists: "
+              f"delete {runs_dir / f'{REFERENCE}_seed{seed}.json'} to retrain it, or pass another --labeler-seed")
+        return None
+    return _merged_model(home, run)
+
+
+def run_variant(
+    name: str, seed: int, common: list[str], work: Path, runs_dir: Path, labeler_seed: int
+) -> dict | None:
     """Train and evaluate one (variant, seed) through the CLI, or load it when already saved."""
     saved = saved_run(runs_dir, name, seed)
     if saved is not None:
@@ -295,9 +311,11 @@ def run_variant(name: str, seed: int, common: list[str], work: Path, runs_dir: P
     home = work / "home"
     extra = [*VARIANTS[name], f"train.seed={seed}"]
     if name == "retrieval_self":
-        labeler = json.loads((runs_dir / f"{REFERENCE}_seed{seed}.json").read_text(encoding="utf-8"))
+        labeler = labeler_path(home, runs_dir, labeler_seed)
+        if labeler is None:
+            return None
         extra += [f"augment.self_alignment.pool_path={work / 'pool.jsonl'}",
-                  f"augment.self_alignment.labeler={_merged_model(home, labeler)}"]
+                  f"augment.self_alignment.labeler={labeler}"]
     print(f"\n=== {name}, train.seed={seed} ===", flush=True)
     code, payload, seconds = run_cli(CONFIG, common + extra, home)
     if code != 0 or payload is None or not payload.get("ok"):
@@ -310,6 +328,7 @@ def run_variant(name: str, seed: int, common: list[str], work: Path, runs_dir: P
         "f1": {lang: v["f1"] for lang, v in payload["per_language"].items()},
         "support": {lang: v["support"] for lang, v in payload["per_language"].items()},
         "augmentation": payload.get("augmentation"),
+        "labeler_seed": labeler_seed if name == "retrieval_self" else None,
         "train": payload.get("train"),
         "wall_seconds": seconds,
         **{k: payload.get(k) for k in ("tracking_uri", "registered_model", "model_version")},
@@ -359,10 +378,13 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=REPO / ".sentibridge" / "ablation",
                         help="data, home and finished runs; rerun with the same folder to resume")
     parser.add_argument("--report", action="store_true",
-                        help="summarise the saved runs of the seeds that every variant has finished; train nothing")
+                        help="summarise the saved runs, each variant over the seeds it has finished; train nothing")
+    parser.add_argument("--labeler-seed", type=int, default=None,
+                        help="seed of the 'none' model that labels the self-alignment pool (default the first seed)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     seeds = args.seeds or ([42, 7] if args.quick else list(SEEDS))
+    labeler_seed = seeds[0] if args.labeler_seed is None else args.labeler_seed
     variants = [REFERENCE, *[v for v in VARIANTS if v in args.variants and v != REFERENCE]]
     if not UMSAB.is_dir():
         print(f"UMSAB not found at {UMSAB}: nothing to measure")
@@ -375,7 +397,7 @@ def main() -> int:
     rows = read_dataset(UMSAB)
 
     speed = None
-    if not args.skip_speed:
+    if not (args.skip_speed or args.report):  # a report trains and measures nothing
         train_texts = split_rows(rows, settings.split).train["text"].tolist()
         speed = embedding_speed(
             train_texts, settings.augment.embedder, settings.augment.embed_batch_size, settings.augment.embed_precision
@@ -402,21 +424,31 @@ def main() -> int:
     ]
     runs_dir = work / "runs"
     runs: dict[str, dict[int, dict]] = {name: {} for name in variants}
+    # The labeler first: every retrieval_self run needs it, whatever the seed order.
+    if (
+        "retrieval_self" in variants and not args.report
+        and run_variant(REFERENCE, labeler_seed, common, work, runs_dir, labeler_seed) is None
+    ):
+        return 1
     # Seed-major order: after each seed every variant has a run, so a partial bench is balanced.
     for seed in seeds:
         for name in variants:
-            run = saved_run(runs_dir, name, seed) if args.report else run_variant(name, seed, common, work, runs_dir)
+            run = (saved_run(runs_dir, name, seed) if args.report
+                   else run_variant(name, seed, common, work, runs_dir, labeler_seed))
             if run is None and not args.report:
                 return 1
             if run is not None:
                 runs[name][seed] = run
-    requested = list(seeds)
+    requested, wanted = list(seeds), list(variants)
     if args.report:
+        # A variant still running enters with the seeds it has finished: the pooled seed spread
+        # still gives it an interval, only a wider one.
+        variants = [name for name in variants if runs[name]]
         seeds = [s for s in seeds if all(s in runs[name] for name in variants)]
-        if not seeds:
-            print(f"no seed has finished every variant yet in {runs_dir}")
+        if REFERENCE not in variants or len(variants) < 2:
+            print(f"'{REFERENCE}' and at least one other variant need a finished seed in {runs_dir}")
             return 1
-        runs = {name: {s: runs[name][s] for s in seeds} for name in variants}
+        runs = {name: runs[name] for name in variants}
 
     default = default_variant(load_settings(DEFAULT_CONFIG))
     summary = ablation_summary({n: {s: r["f1"] for s, r in by_seed.items()} for n, by_seed in runs.items()}, default)
@@ -440,6 +472,7 @@ def main() -> int:
             "overrides": args.set,
             "quick": args.quick,
             "seeds_requested": requested,
+            "complete": set(wanted) <= set(runs) and all(set(requested) <= set(by_seed) for by_seed in runs.values()),
             "wall_seconds": time.perf_counter() - started,
             "run_seconds": sum(r["wall_seconds"] for by_seed in runs.values() for r in by_seed.values()),
             **machine(),

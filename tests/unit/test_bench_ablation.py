@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -100,3 +102,15 @@ def test_saved_runs_are_read_back_and_missing_ones_are_none(ablation, tmp_path):
     (tmp_path / "none_seed42.json").write_text('{"variant": "none", "seed": 42, "f1": {"en": 0.6}}')
     assert ablation.saved_run(tmp_path, "none", 42)["f1"] == {"en": 0.6}
     assert ablation.saved_run(tmp_path, "none", 7) is None
+
+
+def test_a_labeler_not_trained_or_from_a_lost_home_is_refused_with_a_reason(ablation, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    assert ablation.labeler_path(tmp_path / "home", runs, 123) is None
+    assert "has not been trained yet" in capsys.readouterr().out
+    lost = {"variant": "none", "seed": 123, "tracking_uri": f"sqlite:///{tmp_path / 'gone' / 'mlflow.db'}"}
+    (runs / "none_seed123.json").write_text(json.dumps(lost))
+    assert ablation.labeler_path(tmp_path / "home", runs, 123) is None
+    out = capsys.readouterr().out
+    assert "home that no longer exists" in out and "none_seed123.json" in out
