@@ -292,7 +292,8 @@ def labeler_path(home: Path, runs_dir: Path, seed: int) -> Path | None:
     if run is None:
         print(f"the labeler ({REFERENCE}, seed {seed}) has not been trained yet")
         return None
-    if not Path(run["tracking_uri"].removeprefix("sqlite:///")).is_file():
+    uri = run["tracking_uri"]
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         # Saved runs outlive the home (they are committed); the weights do not.
         print(f"the labeler ({REFERENCE}, seed {seed}) was trained in a home that no longer exists: "
               f"delete {runs_dir / f'{REFERENCE}_seed{seed}.json'} to retrain it, or pass another --labeler-seed")
@@ -454,7 +455,7 @@ def main() -> int:
     summary = ablation_summary({n: {s: r["f1"] for s, r in by_seed.items()} for n, by_seed in runs.items()}, default)
     summary["seeds"] = seeds
     print_table(summary, variants)
-    first = runs[REFERENCE][seeds[0]]
+    first = next(iter(runs[REFERENCE].values()))
     write_result(
         out,
         {
