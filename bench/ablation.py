@@ -66,7 +66,7 @@ from sentibridge.config import (  # noqa: E402
 )
 from sentibridge.data.ingest import read_dataset  # noqa: E402
 from sentibridge.data.split import split_rows, subsample_per_language  # noqa: E402
-from umsab import machine, mean, run_cli  # noqa: E402
+from umsab import machine, mean, merged_weights, run_cli  # noqa: E402
 
 UMSAB = REPO.parent / "shared" / "data" / "umsab"
 LOW = ("hi", "ar")
@@ -269,17 +269,6 @@ def embedding_speed(texts: list[str], embedder: str, batch_size: int, precision:
     }
 
 
-def _merged_model(home: Path, run: Mapping) -> Path:
-    """The merged weights of a registered version, fetched from the bench home's MLflow registry."""
-    import mlflow
-
-    mlflow.set_tracking_uri(run["tracking_uri"])
-    dst = home.parent / "labelers" / f"v{run['model_version']}"
-    if not dst.is_dir():
-        mlflow.artifacts.download_artifacts(f"models:/{run['registered_model']}/{run['model_version']}", dst_path=str(dst))
-    return next(p.parent for p in dst.rglob("config.json") if (p.parent / "model.safetensors").is_file())
-
-
 def saved_run(runs_dir: Path, name: str, seed: int) -> dict | None:
     """The saved result of one (variant, seed), or None when it has not finished."""
     path = runs_dir / f"{name}_seed{seed}.json"
@@ -298,7 +287,7 @@ def labeler_path(home: Path, runs_dir: Path, seed: int) -> Path | None:
         print(f"the labeler ({REFERENCE}, seed {seed}) was trained in a home that no longer exists: "
               f"delete {runs_dir / f'{REFERENCE}_seed{seed}.json'} to retrain it, or pass another --labeler-seed")
         return None
-    return _merged_model(home, run)
+    return merged_weights(run, home.parent / "labelers" / f"v{run['model_version']}")
 
 
 def run_variant(

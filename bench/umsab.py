@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -226,6 +227,17 @@ def run_cli(config: Path | None, overrides: list[str], home: Path, command: tupl
     except json.JSONDecodeError:
         payload = None
     return proc.returncode, payload, seconds
+
+
+def merged_weights(run: Mapping, dst: Path) -> Path:
+    """The merged weights of the version a ``train --json`` run registered (its ``tracking_uri``,
+    ``registered_model`` and ``model_version``), downloaded once into ``dst``; returns their folder."""
+    import mlflow
+
+    mlflow.set_tracking_uri(run["tracking_uri"])
+    if not dst.is_dir():
+        mlflow.artifacts.download_artifacts(f"models:/{run['registered_model']}/{run['model_version']}", dst_path=str(dst))
+    return next(p.parent for p in dst.rglob("config.json") if (p.parent / "model.safetensors").is_file())
 
 
 def _cpuinfo() -> str:

@@ -1,0 +1,159 @@
+"""One language's own train rows against its F1 on UMSAB: does it gain from more of them?
+
+On the whole train split, Hindi scored 47.2 (``umsab_full.json``), below 55.0 with 300 rows per
+language (``umsab.json``) and 54.4 with no Hindi rows at all (``transfer.json``). This bench
+isolates Hindi's own rows: ``configs/umsab_cpu.yaml`` (300 train rows for every other language,
+the same rows as the CLI picks) is trained through the real CLI with the language's train rows
+set to each count in ``--rows`` (``0``: none, its val rows kept; ``all``: its whole train split),
+for each seed, and scored on every language's whole test split.
+
+    python bench/language_rows.py                              # hi at 300 and all rows, seed 42
+    python bench/language_rows.py --language hi --rows 0 300 all --seeds 42 7
+    python bench/language_rows.py --rows all --baseline bench/results/calibration.json
+
+``--baseline`` takes the 300-row runs of the same seeds from ``bench/calibration.py``'s result
+(the same config, rows and CLI evaluation) instead of training them again.
+
+Each (rows, seed) run is saved under ``--work`` when it finishes and skipped when the command is
+run again. Writes ``bench/results/language_rows.json``. Exits 0 without writing anything when
+UMSAB is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pandas as pd  # noqa: E402
+
+from bench_data import write_result  # noqa: E402
+from sentibridge.config import Settings, load_settings  # noqa: E402
+from sentibridge.data.ingest import read_dataset  # noqa: E402
+from sentibridge.data.split import split_rows, subsample_per_language  # noqa: E402
+from sentibridge.data.validation import validate_rows  # noqa: E402
+from umsab import machine, run_cli  # noqa: E402
+
+UMSAB = REPO.parent / "shared" / "data" / "umsab"
+CONFIG = REPO / "configs" / "umsab_cpu.yaml"
+
+
+def language_rows_dataset(rows: pd.DataFrame, settings: Settings, language: str, count: int | None) -> pd.DataFrame:
+    """The pipeline's splits, other languages' train rows capped as the config caps them, and
+    ``language``'s train rows at ``count`` (None: all), picked the way the pipeline picks them.
+
+    Rows carry an explicit ``split`` column, so the CLI keeps this assignment.
+    """
+    split = split_rows(validate_rows(rows, settings.data).valid, settings.split, settings.data.model_copy(
+        update={"max_rows_per_language": None}))
+    own = split.train["language"] == language
+    others = subsample_per_language(split.train[~own], settings.data.max_rows_per_language, settings.split.seed)
+    mine = split.train[own] if count is None else subsample_per_language(split.train[own], count, settings.split.seed)
+    if count == 0:
+        mine = mine.head(0)
+    parts = [others.assign(split="train"), mine.assign(split="train"), split.val.assign(split="val"),
+             split.test.assign(split="test")]
+    return pd.concat(parts, ignore_index=True)[["id", "text", "label", "language", "split"]]
+
+
+def summary(runs: dict[str, dict[int, dict[str, float]]], language: str) -> dict:
+    """Per row count: the language's F1 and the other languages' mean, averaged over seeds (points)."""
+    out = {}
+    for count, seeds in runs.items():
+        own = [100 * f1[language] for f1 in seeds.values()]
+        others = [100 * statistics.fmean(v for k, v in f1.items() if k != language) for f1 in seeds.values()]
+        out[count] = {
+            "seeds": sorted(seeds),
+            "language_f1": statistics.fmean(own),
+            "language_f1_sd": statistics.stdev(own) if len(own) > 1 else None,
+            "others_mean_f1": statistics.fmean(others),
+            "mean_f1": statistics.fmean(100 * statistics.fmean(f1.values()) for f1 in seeds.values()),
+        }
+    return out
+
+
+def baseline_runs(path: Path, seeds: list[int]) -> dict[int, dict[str, float]]:
+    """Per-language F1 of the ``bench/calibration.py`` runs of ``seeds`` (those it has), as the CLI evaluated them."""
+    result = json.loads(path.read_text(encoding="utf-8"))
+    if result.get("config") != str(CONFIG.relative_to(REPO)):
+        raise SystemExit(f"{path} was measured with {result.get('config')}, not {CONFIG.relative_to(REPO)}")
+    return {seed: result["per_seed"][str(seed)]["cli_f1"] for seed in seeds if str(seed) in result["per_seed"]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--language", default="hi")
+    parser.add_argument("--rows", nargs="+", default=["300", "all"], help="train row counts of --language; 'all' for its whole split")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    parser.add_argument("--baseline", type=Path, help="calibration.json: its uncalibrated runs are the capped-row count")
+    parser.add_argument("--work", type=Path, default=REPO / ".sentibridge" / "language_rows")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "language_rows.json")
+    args = parser.parse_args()
+    if not UMSAB.is_dir():
+        print(f"skipped: UMSAB is not at {UMSAB}")
+        return 0
+    bad = [r for r in args.rows if r != "all" and not r.isdigit()]
+    if bad:
+        parser.error(f"--rows takes counts or 'all', got {' '.join(bad)}")
+    settings = load_settings(CONFIG)
+    rows = read_dataset(UMSAB)
+    if args.language not in set(rows["language"]):
+        parser.error(f"{args.language} is not in UMSAB (it has {', '.join(sorted(rows['language'].unique()))})")
+    runs: dict[str, dict[int, dict[str, float]]] = {}
+    train_rows: dict[str, int] = {}
+    for count in args.rows:
+        folder = args.work / args.language / count
+        data = language_rows_dataset(rows, settings, args.language, None if count == "all" else int(count))
+        train_rows[count] = int(((data["split"] == "train") & (data["language"] == args.language)).sum())
+        (folder / "data").mkdir(parents=True, exist_ok=True)
+        data.to_json(folder / "data" / "umsab.jsonl", orient="records", lines=True, force_ascii=False)
+        for seed in args.seeds:
+            done = folder / f"seed{seed}.json"
+            if not done.is_file():
+                print(f"\n=== {args.language}: {train_rows[count]} train rows, seed {seed} ===", flush=True)
+                overrides = [f"data.path={folder / 'data'}", "data.max_rows_per_language=null", f"train.seed={seed}"]
+                code, payload, seconds = run_cli(CONFIG, overrides, folder / "home")
+                if code != 0 or not payload or not payload.get("ok"):
+                    print(f"{count} rows, seed {seed} failed (exit {code})")
+                    return 1
+                done.write_text(json.dumps({"f1": {k: v["f1"] for k, v in payload["per_language"].items()},
+                                            "support": {k: v["support"] for k, v in payload["per_language"].items()},
+                                            "train": payload.get("train"), "wall_seconds": seconds}, indent=2) + "\n")
+            runs.setdefault(count, {})[seed] = json.loads(done.read_text())["f1"]
+    if args.baseline:
+        count = str(settings.data.max_rows_per_language)
+        reused = baseline_runs(args.baseline, args.seeds)
+        if count in runs or not reused:
+            parser.error(f"--baseline gives the {count}-row runs: drop {count} from --rows, and score those seeds first")
+        runs = {count: reused, **runs}
+        train_rows[count] = settings.data.max_rows_per_language
+    table = summary(runs, args.language)
+    print(f"\nmacro-F1 x 100 on the whole test split; {args.language}'s train rows varied, the others at "
+          f"{settings.data.max_rows_per_language}")
+    print(f"{'rows':>6} {args.language:>7} {'sd':>5} {'others':>7} {'mean':>6}  seeds")
+    for count, r in table.items():
+        sd = "—" if r["language_f1_sd"] is None else f"{r['language_f1_sd']:.1f}"
+        print(f"{train_rows[count]:>6} {r['language_f1']:>7.1f} {sd:>5} {r['others_mean_f1']:>7.1f} {r['mean_f1']:>6.1f}  {r['seeds']}")
+    write_result(args.out, {
+        "units": "macro-F1 x 100 on each language's whole test split, means over seeds",
+        "config": str(CONFIG.relative_to(REPO)),
+        "language": args.language,
+        "train_rows": train_rows,
+        "seeds": args.seeds,
+        "baseline": str(args.baseline) if args.baseline else None,
+        "results": table,
+        "per_seed": {count: {str(s): f1 for s, f1 in seeds.items()} for count, seeds in runs.items()},
+        **machine(),
+    })
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

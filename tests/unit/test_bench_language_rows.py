@@ -1,0 +1,59 @@
+"""bench/language_rows.py: one language's train rows varied, every other row as the pipeline picks it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from sentibridge.config import load_settings
+from sentibridge.data.split import split_rows
+from sentibridge.data.validation import validate_rows
+
+
+@pytest.fixture(scope="module")
+def language_rows(import_bench):
+    return import_bench("language_rows")
+
+
+def _rows() -> pd.DataFrame:
+    rows = [{"id": f"{lang}-{i}", "text": f"{lang} tweet number {i} about topic {i * 7 % 13}", "label": i % 3,
+             "language": lang, "split": "test" if i < 9 else None} for lang in ("hi", "en", "de") for i in range(60)]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("count", [0, 12, None])
+def test_only_the_language_s_train_rows_change(language_rows, count):
+    settings = load_settings(language_rows.CONFIG, ["data.max_rows_per_language=12"])
+    rows = _rows()
+    data = language_rows.language_rows_dataset(rows, settings, "hi", count)
+    pipeline = split_rows(validate_rows(rows, settings.data).valid, settings.split, settings.data)
+    train = data[data["split"] == "train"]
+    # Other languages keep exactly the pipeline's capped rows; val and test are untouched.
+    assert set(train.loc[train["language"] != "hi", "id"]) == set(pipeline.train.loc[pipeline.train["language"] != "hi", "id"])
+    assert set(data.loc[data["split"] == "test", "id"]) == set(pipeline.test["id"])
+    assert set(data.loc[data["split"] == "val", "id"]) == set(pipeline.val["id"])
+    hindi = set(train.loc[train["language"] == "hi", "id"])
+    if count == 12:  # the pipeline's own pick
+        assert hindi == set(pipeline.train.loc[pipeline.train["language"] == "hi", "id"])
+    elif count == 0:
+        assert not hindi
+    else:
+        assert len(hindi) > 12
+
+
+def test_summary_averages_seeds(language_rows):
+    runs = {"all": {1: {"hi": 0.40, "en": 0.70}, 2: {"hi": 0.50, "en": 0.72}}}
+    row = language_rows.summary(runs, "hi")["all"]
+    assert row["language_f1"] == pytest.approx(45.0)
+    assert row["others_mean_f1"] == pytest.approx(71.0)
+    assert row["mean_f1"] == pytest.approx(58.0)
+    assert row["language_f1_sd"] == pytest.approx(7.0710678)
+
+
+def test_baseline_runs_come_from_the_same_config(language_rows, tmp_path):
+    path = tmp_path / "calibration.json"
+    path.write_text('{"config": "configs/umsab_cpu.yaml", "per_seed": {"42": {"cli_f1": {"hi": 0.55}}}}')
+    assert language_rows.baseline_runs(path, [42, 7]) == {42: {"hi": 0.55}}
+    path.write_text('{"config": "configs/default.yaml", "per_seed": {}}')
+    with pytest.raises(SystemExit, match="default.yaml"):
+        language_rows.baseline_runs(path, [42])
