@@ -56,8 +56,6 @@ def language_rows_dataset(rows: pd.DataFrame, settings: Settings, language: str,
     own = split.train["language"] == language
     others = subsample_per_language(split.train[~own], settings.data.max_rows_per_language, settings.split.seed)
     mine = split.train[own] if count is None else subsample_per_language(split.train[own], count, settings.split.seed)
-    if count == 0:
-        mine = mine.head(0)
     parts = [others.assign(split="train"), mine.assign(split="train"), split.val.assign(split="val"),
              split.test.assign(split="test")]
     return pd.concat(parts, ignore_index=True)[["id", "text", "label", "language", "split"]]
