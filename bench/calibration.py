@@ -18,6 +18,8 @@ between retrainings). The uncalibrated F1 must equal the CLI's own evaluation (`
     python bench/calibration.py                  # seeds 42 7 123: about 30 minutes per seed on 2 cores
     python bench/calibration.py --seeds 42 7
     python bench/calibration.py --report         # summarise the seeds scored so far
+    python bench/calibration.py --config configs/umsab_full.yaml --seeds 42 \
+        --work .sentibridge/calibration_full --out bench/results/calibration_full.json  # about 100 min with native bf16
 
 Each seed's scores are saved under ``--work`` as Parquet when they are ready, so an interrupted
 run resumes. Writes ``bench/results/calibration.json``. Exits 0 without writing anything when
@@ -167,11 +169,11 @@ def over_seeds(seeds: Mapping[int, Mapping]) -> dict:
     return summary
 
 
-def score_seed(seed: int, work: Path, val: pd.DataFrame, test: pd.DataFrame) -> dict | None:
+def score_seed(seed: int, work: Path, val: pd.DataFrame, test: pd.DataFrame, config: Path = CONFIG) -> dict | None:
     """Train ``seed`` through the CLI (once), then score val and test with its registered weights (once)."""
     run_path, scores = work / f"run_seed{seed}.json", work / f"scores_seed{seed}.parquet"
     if not run_path.is_file():
-        code, payload, seconds = run_cli(CONFIG, [f"train.seed={seed}"], work / "home")
+        code, payload, seconds = run_cli(config, [f"train.seed={seed}"], work / "home")
         if code != 0 or payload is None or not payload.get("ok"):
             print(f"seed {seed}: training failed (exit {code})", flush=True)
             return None
@@ -181,7 +183,7 @@ def score_seed(seed: int, work: Path, val: pd.DataFrame, test: pd.DataFrame) -> 
         run_path.write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
     run = json.loads(run_path.read_text(encoding="utf-8"))
     if not scores.is_file():
-        settings = load_settings(CONFIG)
+        settings = load_settings(config)
         weights = merged_weights(run, work / "models" / f"v{run['model_version']}")
         rows = pd.concat([val.assign(split="val"), test.assign(split="test")], ignore_index=True)
         scored = predict_with(str(weights), rows, settings.model, settings.eval.precision, settings.eval.batch_size)
@@ -216,11 +218,13 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=REPO / ".sentibridge" / "calibration")
     parser.add_argument("--report", action="store_true", help="summarise the seeds scored so far; train nothing")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "calibration.json")
+    parser.add_argument("--config", type=Path, default=CONFIG, help="the config each seed trains with")
     args = parser.parse_args()
+    config = args.config.resolve()
     if not UMSAB.is_dir():
         print(f"skipped: UMSAB is not at {UMSAB}")
         return 0
-    settings = load_settings(CONFIG)
+    settings = load_settings(config)
     split = split_rows(validate_rows(read_dataset(UMSAB), settings.data).valid, settings.split, settings.data)
     val, test = split.val.reset_index(drop=True), split.test.reset_index(drop=True)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -228,7 +232,7 @@ def main() -> int:
     for seed in args.seeds:
         if args.report and not (args.work / f"scores_seed{seed}.parquet").is_file():
             continue
-        result = score_seed(seed, args.work, val, test)
+        result = score_seed(seed, args.work, val, test, config)
         if result is not None:
             seeds[seed] = result
     if not seeds:
@@ -238,7 +242,7 @@ def main() -> int:
     print_table(summary, seeds)
     write_result(args.out, {
         "units": "macro-F1 in 0..1 per language; changes in points (x100) of the unweighted mean over languages",
-        "config": str(CONFIG.relative_to(REPO)),
+        "config": str(config.relative_to(REPO)),
         "methods": {"prior": prior_offsets.__doc__, "f1": f1_offsets.__doc__},
         "val_rows_per_language": val.groupby("language").size().to_dict(),
         "test_rows_per_language": test.groupby("language").size().to_dict(),

@@ -403,6 +403,9 @@ def serving_without_weights(monkeypatch):
     monkeypatch.setattr(serving, "load_causal_lm", lambda path, cfg, device, dtype: loaded.setdefault("dtype", dtype))
     monkeypatch.setattr(serving, "load_for_model", lambda folder, precision: loaded.setdefault("embed", precision) and (None, None))
     monkeypatch.setattr(serving, "default_device", lambda: "cpu")
+    # Pin the hardware answer: the test is about reading the saved config, and an explicit bf16
+    # on a CPU without native bf16 rightly falls back to fp32 (CI machines differ).
+    monkeypatch.setattr("sentibridge.model.precision.cpu_supports_bf16", lambda: True)
     return serving.SentimentModel, loaded
 
 
