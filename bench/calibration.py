@@ -18,6 +18,7 @@ between retrainings). The uncalibrated F1 must equal the CLI's own evaluation (`
     python bench/calibration.py                  # seeds 42 7 123: about 30 minutes per seed on 2 cores
     python bench/calibration.py --seeds 42 7
     python bench/calibration.py --report         # summarise the seeds scored so far
+    python bench/calibration.py --seeds 123 5 --keep  # add seeds to those already in the result file
     python bench/calibration.py --config configs/umsab_full.yaml --seeds 42 \
         --work .sentibridge/calibration_full --out bench/results/calibration_full.json  # about 100 min with native bf16
 
@@ -49,6 +50,7 @@ from sentibridge.config import load_settings  # noqa: E402
 from sentibridge.data.ingest import read_dataset  # noqa: E402
 from sentibridge.data.split import split_rows  # noqa: E402
 from sentibridge.data.validation import validate_rows  # noqa: E402
+from sentibridge.inference import label_calibration  # noqa: E402
 from sentibridge.inference.predict import SCORE_COLUMNS, predict_with  # noqa: E402
 from umsab import machine, merged_weights, run_cli  # noqa: E402
 
@@ -74,16 +76,9 @@ def _macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
     return float(f1.mean())
 
 
-def prior_offsets(log_probs: np.ndarray, y: np.ndarray, iterations: int = 200) -> np.ndarray:
-    """Offsets whose shifted softmax, averaged over rows, matches the label shares of ``y``."""
-    target = np.bincount(y, minlength=log_probs.shape[1]) / len(y)
-    offsets = np.zeros(log_probs.shape[1])
-    for _ in range(iterations):
-        shifted = log_probs + offsets
-        probs = np.exp(shifted - shifted.max(axis=1, keepdims=True))
-        probs /= probs.sum(axis=1, keepdims=True)
-        offsets += np.log(np.clip(target, 1e-6, None) / np.clip(probs.mean(axis=0), 1e-12, None))
-    return offsets - offsets[0]
+def prior_offsets(log_probs: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The package's ``eval.calibration: prior`` (``sentibridge/inference/label_calibration.py``)."""
+    return label_calibration.prior_offsets(np.exp(log_probs), y)
 
 
 def f1_offsets(log_probs: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -178,7 +173,11 @@ def score_seed(seed: int, work: Path, val: pd.DataFrame, test: pd.DataFrame, con
             print(f"seed {seed}: training failed (exit {code})", flush=True)
             return None
         run = {**{k: payload.get(k) for k in ("tracking_uri", "registered_model", "model_version")},
-               "cli_f1": {lang: v["f1"] for lang, v in payload["per_language"].items()},
+               # The CLI's F1 of the raw scores; a CLI that calibrates reports its calibrated F1 too.
+               "cli_f1": (payload.get("calibration") or {}).get("uncalibrated_per_language")
+               or {lang: v["f1"] for lang, v in payload["per_language"].items()},
+               "cli_calibrated_f1": {lang: v["f1"] for lang, v in payload["per_language"].items()}
+               if (payload.get("calibration") or {}).get("offsets") else None,
                "train": payload.get("train"), "wall_seconds": seconds}
         run_path.write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
     run = json.loads(run_path.read_text(encoding="utf-8"))
@@ -194,8 +193,21 @@ def score_seed(seed: int, work: Path, val: pd.DataFrame, test: pd.DataFrame, con
                          scored[scored["split"] == "test"].reset_index(drop=True))
     result["cli_f1"] = run["cli_f1"]
     result["rows_match_cli"] = all(abs(result["f1"]["none"][k] - v) < 1e-9 for k, v in run["cli_f1"].items())
+    if run.get("cli_calibrated_f1"):  # the package's calibration is this bench's prior method
+        result["prior_matches_cli"] = all(abs(result["f1"]["prior"][k] - v) < 1e-9 for k, v in run["cli_calibrated_f1"].items())
     result["train"] = run.get("train")
     return result
+
+
+def kept_seeds(out: Path, config: str) -> dict[int, dict]:
+    """The per-seed results already in ``out`` for the same config (scored on an earlier machine,
+    whose saved scores are gone); empty when there is no such file."""
+    if not out.is_file():
+        return {}
+    previous = json.loads(out.read_text(encoding="utf-8"))
+    if previous.get("config") != config:
+        return {}
+    return {int(seed): result for seed, result in previous.get("per_seed", {}).items()}
 
 
 def print_table(summary: Mapping, seeds: Mapping[int, Mapping]) -> None:
@@ -219,6 +231,7 @@ def main() -> int:
     parser.add_argument("--report", action="store_true", help="summarise the seeds scored so far; train nothing")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "calibration.json")
     parser.add_argument("--config", type=Path, default=CONFIG, help="the config each seed trains with")
+    parser.add_argument("--keep", action="store_true", help="summarise the seeds already in --out too (same config)")
     args = parser.parse_args()
     config = args.config.resolve()
     if not UMSAB.is_dir():
@@ -228,7 +241,9 @@ def main() -> int:
     split = split_rows(validate_rows(read_dataset(UMSAB), settings.data).valid, settings.split, settings.data)
     val, test = split.val.reset_index(drop=True), split.test.reset_index(drop=True)
     args.work.mkdir(parents=True, exist_ok=True)
-    seeds = {}
+    config_name = str(config.relative_to(REPO))
+    kept = kept_seeds(args.out, config_name) if args.keep else {}
+    seeds = {seed: kept[seed] for seed in sorted(kept) if seed not in args.seeds}
     for seed in args.seeds:
         if args.report and not (args.work / f"scores_seed{seed}.parquet").is_file():
             continue
@@ -242,12 +257,12 @@ def main() -> int:
     print_table(summary, seeds)
     write_result(args.out, {
         "units": "macro-F1 in 0..1 per language; changes in points (x100) of the unweighted mean over languages",
-        "config": str(config.relative_to(REPO)),
+        "config": config_name,
         "methods": {"prior": prior_offsets.__doc__, "f1": f1_offsets.__doc__},
         "val_rows_per_language": val.groupby("language").size().to_dict(),
         "test_rows_per_language": test.groupby("language").size().to_dict(),
         "seeds": sorted(seeds),
-        "complete": sorted(seeds) == sorted(args.seeds),
+        "complete": set(args.seeds) <= set(seeds),
         "summary": summary,
         "per_seed": {str(k): v for k, v in seeds.items()},
         **machine(),

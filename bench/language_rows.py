@@ -116,7 +116,9 @@ def main() -> int:
             done = folder / f"seed{seed}.json"
             if not done.is_file():
                 print(f"\n=== {args.language}: {train_rows[count]} train rows, seed {seed} ===", flush=True)
-                overrides = [f"data.path={folder / 'data'}", "data.max_rows_per_language=null", f"train.seed={seed}"]
+                # Raw scores: the --baseline runs' F1 (calibration.json's cli_f1) is uncalibrated too.
+                overrides = [f"data.path={folder / 'data'}", "data.max_rows_per_language=null", f"train.seed={seed}",
+                             "eval.calibration=none"]
                 code, payload, seconds = run_cli(CONFIG, overrides, folder / "home")
                 if code != 0 or not payload or not payload.get("ok"):
                     print(f"{count} rows, seed {seed} failed (exit {code})")

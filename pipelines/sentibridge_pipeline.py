@@ -59,7 +59,7 @@ def sentibridge_pipeline(settings: Settings, data_version: dict[str, str], data_
         train_cfg=settings.train, data_report=data_report, run_config=run_config,
     )
     metrics, predictions, _eval_view = evaluate(
-        lora_adapter=lora_adapter, test_rows=test_rows, demonstration_store=store, model_cfg=settings.model,
+        lora_adapter=lora_adapter, test_rows=test_rows, val_rows=val_rows, demonstration_store=store, model_cfg=settings.model,
         eval_cfg=settings.eval, split_seed=settings.split.seed, embed_precision=settings.augment.embed_precision,
     )
     registration = register(

@@ -78,6 +78,11 @@ def _print_train(result: TrainResult) -> None:
     rows = [[lang, v["support"], v["accuracy"], v["f1"]] for lang, v in metrics["per_language"].items()]
     rows.append(["mean", sum(r[1] for r in rows), "", metrics["f1_macro_avg"]])
     print(text_table(["language", "support", "accuracy", "macro-F1"], rows))
+    calibration = metrics.get("calibration") or {}
+    if calibration.get("offsets"):
+        change = 100 * (metrics["f1_macro_avg"] - calibration["uncalibrated_f1_macro_avg"])
+        print(f"calibrated {len(calibration['offsets'])} languages on {calibration['val_rows']} val rows "
+              f"({calibration['method']}): mean macro-F1 {change:+.1f} points against the raw scores")
     print(
         f"trained {summary['steps']} steps ({summary['precision']}, {summary['tokens_per_s']:.0f} tokens/s); "
         f"registered {registration['registered_model']} version {registration['model_version']}"
@@ -102,6 +107,7 @@ def train_payload(result: TrainResult) -> dict:
         "decision": result.decision,
         "train": result.train_summary,
         "eval": {k: metrics.get(k) for k in ("eval_seconds", "eval_rows_per_s", "precision")},
+        "calibration": metrics.get("calibration"),
         "augmentation": result.augmentation,
         "seconds": round(result.seconds, 1),
     }

@@ -133,7 +133,18 @@ class EvalConfig(_Section):
         f"and serving (saved with the model). {_AUTO}",
     )
     max_rows_per_language: int | None = Field(
-        None, ge=1, description="Cap test rows per language (sampled with split.seed); None = all."
+        None,
+        ge=1,
+        description="Cap test rows, and the val rows calibration scores, per language (sampled with split.seed); "
+        "None = all.",
+    )
+    calibration: Literal["none", "prior"] = Field(
+        "prior",
+        description="Per-language label offsets fitted on the val split, saved with the model and applied in "
+        "serving: 'prior' matches the predicted label shares to val's; 'none' keeps the raw scores.",
+    )
+    calibration_min_rows: int = Field(
+        30, ge=1, description="Val rows a language needs (with every label among them) to be calibrated."
     )
 
 

@@ -22,7 +22,8 @@ from sentibridge.registry.gate import fingerprint_rows
 from sentibridge.home import resolve_home
 from sentibridge.model.merge import merge_adapter
 from sentibridge.model.precision import default_device, resolve_precision
-from sentibridge.inference.predict import predict_with
+from sentibridge.inference.label_calibration import calibration_rows, fit_offsets, save_offsets
+from sentibridge.inference.predict import SCORE_COLUMNS, calibrated, predict_with
 from sentibridge.data.split import subsample_per_language
 
 
@@ -30,6 +31,7 @@ from sentibridge.data.split import subsample_per_language
 def evaluate(
     lora_adapter: Path,
     test_rows: pd.DataFrame,
+    val_rows: pd.DataFrame,
     demonstration_store: Path,
     model_cfg: ModelConfig,
     eval_cfg: EvalConfig,
@@ -40,9 +42,12 @@ def evaluate(
     Annotated[pd.DataFrame, "predictions"],
     Annotated[MarkdownString, "evaluation_view"],
 ]:
-    """Merge the adapter, score the test split, log ``f1_<lang>``, ``accuracy_<lang>`` and plots.
+    """Merge the adapter, calibrate it on the val split, score the test split, log
+    ``f1_<lang>``, ``accuracy_<lang>`` and plots.
 
-    ``split_seed`` samples the capped test rows: which rows are evaluated belongs to the split.
+    ``split_seed`` samples the capped test (and val) rows: which rows are evaluated belongs to
+    the split. With ``eval.calibration`` on, the metrics carry the offsets (register saves them
+    with the model) and the raw scores' F1, so each run shows what calibration changed.
     """
     home = resolve_home()
     base = resolve_base_model(model_cfg, home.embedded_model)
@@ -51,10 +56,20 @@ def evaluate(
     with tempfile.TemporaryDirectory(prefix="sentibridge-eval-") as scratch:
         merged = merge_adapter(base, lora_adapter, Path(scratch) / "merged", model_cfg, dtype=torch.bfloat16)
         store = DemonstrationStore.load(demonstration_store)
-        predictions = predict_with(
-            str(merged), rows, model_cfg, eval_cfg.precision, eval_cfg.batch_size,
-            store=store, embed=embedder_function(store.embedder, home.embeddings, precision=embed_precision),
-        )
+        embed = embedder_function(store.embedder, home.embeddings, precision=embed_precision)
+
+        def score(frame: pd.DataFrame) -> pd.DataFrame:
+            return predict_with(str(merged), frame, model_cfg, eval_cfg.precision, eval_cfg.batch_size, store=store, embed=embed)
+
+        offsets, fit_rows = {}, val_rows.iloc[:0]
+        if eval_cfg.calibration != "none":
+            capped = subsample_per_language(val_rows, eval_cfg.max_rows_per_language, split_seed)
+            fit_rows = calibration_rows(capped, eval_cfg.calibration_min_rows)
+        if len(fit_rows):
+            scored = score(fit_rows)
+            offsets = fit_offsets(scored[SCORE_COLUMNS].to_numpy(), scored["language"], scored["label"])
+        raw = score(rows)
+        predictions = calibrated(raw, offsets) if offsets else raw
         seconds = time.perf_counter() - started
         report = evaluate_predictions(predictions["language"], predictions["label"], predictions["pred"])
         plots = Path(scratch) / "plots"
@@ -65,8 +80,11 @@ def evaluate(
         stored = Path(scratch) / "evaluation"
         stored.mkdir()
         predictions[["id", "language", "label", "pred"]].to_parquet(stored / "predictions.parquet", index=False)
+        if offsets:
+            save_offsets(stored, offsets, eval_cfg.calibration)
         tracking.log_files(stored, "evaluation")
-    tracking.log_metrics(report.metrics)
+    raw_report = evaluate_predictions(raw["language"], raw["label"], raw["pred"]) if offsets else report
+    tracking.log_metrics({**report.metrics, "f1_macro_avg_uncalibrated": raw_report.metrics["f1_macro_avg"]})
     table = results_table(report, fmt="markdown")
     tracking.log_json(report.table.to_dict(orient="records"), "evaluation/per_language.json")
     metrics = {
@@ -79,8 +97,17 @@ def evaluate(
         "confusion": {lang: matrix.tolist() for lang, matrix in report.confusion.items()},
         "precision": resolve_precision(eval_cfg.precision, default_device()),
         "test_set": fingerprint_rows(predictions),
+        "calibration": {
+            "method": eval_cfg.calibration if offsets else "none",
+            "offsets": offsets,
+            "val_rows": len(fit_rows),
+            "uncalibrated_f1_macro_avg": raw_report.metrics["f1_macro_avg"],
+            "uncalibrated_per_language": {
+                row.language: row.f1_macro for row in raw_report.table.itertuples(index=False)
+            },
+        },
         "eval_seconds": round(seconds, 2),
-        "eval_rows_per_s": round(len(predictions) / seconds, 2) if seconds else None,
+        "eval_rows_per_s": round((len(predictions) + len(fit_rows)) / seconds, 2) if seconds else None,
     }
     log_metadata(metadata=report.metrics, artifact_name="metrics", infer_artifact=True)
     return metrics, predictions, MarkdownString("# Evaluation on the test split\n\n" + table)

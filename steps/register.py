@@ -15,6 +15,7 @@ from sentibridge import tracking
 from sentibridge.model.base import resolve_base_model
 from sentibridge.config import LoraConfig, ModelConfig, RegistryConfig
 from sentibridge.augment.demonstrations import STORE_DIR
+from sentibridge.inference.label_calibration import save_offsets
 from sentibridge.home import resolve_home
 from sentibridge.model.merge import merge_adapter
 from sentibridge.registry.registration import f1_tags, log_and_register_model
@@ -57,6 +58,8 @@ def register(
         )
         if demonstrations_k:  # served prompts need the same examples as training
             shutil.copytree(demonstration_store, merged / STORE_DIR)
+        if metrics.get("calibration", {}).get("offsets"):  # served answers are the evaluated ones
+            save_offsets(merged, metrics["calibration"]["offsets"], metrics["calibration"]["method"])
         registration = log_and_register_model(merged, registry_cfg.model_name, tags)
     registration.update(mlflow_run_id=tracking.current_run_id() or "", tracking_uri=tracking.tracking_uri())
     log_metadata(

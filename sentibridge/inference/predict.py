@@ -3,6 +3,7 @@ whole file, chunk by chunk."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -17,6 +18,7 @@ from sentibridge.config import ModelConfig
 from sentibridge.augment.demonstrations import DemonstrationStore, Embed, demonstrations_for
 from sentibridge.model.instructions import LABEL_WORDS, SERVING_TEMPLATE, build_records
 from sentibridge.model.precision import Precision, base_dtype, default_device, resolve_precision
+from sentibridge.inference.label_calibration import apply_offsets
 from sentibridge.inference.files import CHUNK_ROWS, INPUT_COLUMNS, PredictionWriter, iter_prediction_input
 from sentibridge.inference.scoring import score_records
 
@@ -36,11 +38,13 @@ def predict_rows(
     progress: bool = True,
     store: DemonstrationStore | None = None,
     embed: Embed | None = None,
+    offsets: Mapping[str, Sequence[float]] | None = None,
 ) -> pd.DataFrame:
     """``rows`` (id, text, language[, label]) -> id, language, label, pred and one score per label.
 
     Uses the serving template and the model's demonstration store (if it has one), so
-    evaluation scores exactly what a served model would answer.
+    evaluation scores exactly what a served model would answer; ``offsets`` are the model's
+    per-language label calibration (``label_calibration.py``).
     """
     demonstrations = demonstrations_for(rows, store, embed)
     records = build_records(rows, tokenizer, max_length, seed=0, template=SERVING_TEMPLATE, demonstrations=demonstrations)
@@ -55,6 +59,15 @@ def predict_rows(
     )
     for k, word in enumerate(LABEL_WORDS):
         out[f"score_{word}"] = result.probs[:, k]
+    return calibrated(out, offsets) if offsets else out
+
+
+def calibrated(predictions: pd.DataFrame, offsets: Mapping[str, Sequence[float]]) -> pd.DataFrame:
+    """``predictions`` (``predict_rows``'s table) with calibrated scores and ``pred`` their argmax."""
+    probs = apply_offsets(predictions[SCORE_COLUMNS].to_numpy(dtype=np.float64), predictions["language"], offsets)
+    out = predictions.copy()
+    out[SCORE_COLUMNS] = probs
+    out["pred"] = probs.argmax(axis=1).astype(int)
     return out
 
 
@@ -66,6 +79,7 @@ def predict_with(
     batch_size: int,
     store: DemonstrationStore | None = None,
     embed: Embed | None = None,
+    offsets: Mapping[str, Sequence[float]] | None = None,
 ) -> pd.DataFrame:
     """Load the model at ``path`` on the default device and ``predict_rows`` with it.
 
@@ -75,7 +89,9 @@ def predict_with(
     resolved = resolve_precision(precision, device)
     tokenizer = load_tokenizer(path, model_cfg)
     model = load_causal_lm(path, model_cfg, device, base_dtype(resolved))
-    return predict_rows(model, tokenizer, rows, model_cfg.max_length, batch_size, device, resolved, store=store, embed=embed)
+    return predict_rows(
+        model, tokenizer, rows, model_cfg.max_length, batch_size, device, resolved, store=store, embed=embed, offsets=offsets
+    )
 
 
 class RowPredictor(Protocol):

@@ -16,6 +16,7 @@ import torch
 from sentibridge.model.base import load_causal_lm, load_tokenizer
 from sentibridge.config import AugmentConfig, EvalConfig, ModelConfig
 from sentibridge.augment.demonstrations import load_for_model
+from sentibridge.inference.label_calibration import load_offsets
 from sentibridge.model.instructions import LABEL_WORDS
 from sentibridge.model.merge import read_merged_config
 from sentibridge.model.precision import base_dtype, default_device, resolve_precision
@@ -41,6 +42,7 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         self.batch_size = EvalConfig().batch_size
         self.store = None
         self.embed = None
+        self.offsets: dict[str, list[float]] = {}
 
     def load_context(self, context: Any) -> None:
         self.load(Path(context.artifacts[ARTIFACT_KEY]))
@@ -66,6 +68,7 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         self.model = load_causal_lm(str(folder), model_cfg, self.device, base_dtype(self.precision))
         embed_precision = str(config.get("augment", {}).get("embed_precision", AugmentConfig().embed_precision))
         self.store, self.embed = load_for_model(folder, embed_precision)
+        self.offsets = load_offsets(folder)
         return self
 
     def predict_rows(self, rows: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
@@ -74,7 +77,7 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
             raise RuntimeError("SentimentModel used before load_context/load")
         return predict_rows(
             self.model, self.tokenizer, rows, self.max_length, self.batch_size, self.device, self.precision,
-            progress=progress, store=self.store, embed=self.embed,
+            progress=progress, store=self.store, embed=self.embed, offsets=self.offsets,
         )
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:

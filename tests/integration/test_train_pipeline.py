@@ -15,7 +15,9 @@ from tests.integration.test_validate_cli import last_json, run_cli
 
 pytestmark = pytest.mark.integration
 
-TINY = [*TINY_TRAIN, "--set", "demonstrations.k=2", "--set", "augment.enabled=true"]
+#: ``eval.calibration_min_rows=3``: the 3 val rows per language that ``eval.max_rows_per_language``
+#: leaves are enough to calibrate, so the run fits, saves and serves offsets.
+TINY = [*TINY_TRAIN, "--set", "demonstrations.k=2", "--set", "augment.enabled=true", "--set", "eval.calibration_min_rows=3"]
 
 
 #: Languages given only 2 train rows in the test's copy of the sample, so augmentation has work.
@@ -127,6 +129,21 @@ def test_served_model_carries_its_demonstrations(trained, mlflow_at):
     # Original train rows only: 6 per language in 7 languages and the 2 kept in each shrunk one.
     assert len(served.store) == 6 * 7 + 2 * len(SHRUNK)
     assert set(served.store.rows["language"]) == set(result["per_language"])
+
+
+def test_calibration_is_fitted_on_val_saved_with_the_model_and_served(trained, mlflow_at):
+    _, result, proc = trained
+    calibration = result["calibration"]
+    # The shrunk languages have 2 val rows, both negative: too few, and not every label.
+    assert calibration["method"] == "prior" and set(calibration["offsets"]) == set(result["per_language"]) - set(SHRUNK)
+    assert calibration["val_rows"] == 3 * 7
+    assert set(calibration["uncalibrated_per_language"]) == set(result["per_language"])
+    assert "calibrated 7 languages on 21 val rows (prior)" in proc.stdout
+    run = mlflow_at.get_run(result["mlflow_run_id"])
+    assert run.data.metrics["f1_macro_avg_uncalibrated"] == pytest.approx(calibration["uncalibrated_f1_macro_avg"])
+    assert "evaluation/calibration.json" in {a.path for a in mlflow_at.list_artifacts(run.info.run_id, "evaluation")}
+    served = mlflow.pyfunc.load_model(f"models:/{result['registered_model']}/{result['model_version']}").unwrap_python_model()
+    assert served.offsets == calibration["offsets"]
 
 
 def test_zenml_model_version_is_linked(trained):

@@ -89,3 +89,13 @@ def test_macro_f1_is_sklearns(calibration):
         y, pred = rng.integers(0, 3, 50), rng.integers(0, 2, 50)  # label 2 is never predicted
         assert calibration._macro_f1(y, pred) == pytest.approx(f1_score(y, pred, average="macro", zero_division=0))
     assert calibration._macro_f1(np.array([0, 0]), np.array([0, 0])) == 1.0
+
+
+def test_kept_seeds_come_from_the_same_config_only(calibration, tmp_path):
+    import json
+
+    out = tmp_path / "calibration.json"
+    assert calibration.kept_seeds(out, "configs/umsab_cpu.yaml") == {}
+    out.write_text(json.dumps({"config": "configs/umsab_cpu.yaml", "per_seed": {"42": {"f1": {}}, "7": {"f1": {}}}}))
+    assert set(calibration.kept_seeds(out, "configs/umsab_cpu.yaml")) == {42, 7}
+    assert calibration.kept_seeds(out, "configs/umsab_full.yaml") == {}

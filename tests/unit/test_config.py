@@ -437,3 +437,18 @@ def test_serving_falls_back_to_eval_defaults_for_an_older_model(tmp_path, servin
     model = model_class().load(tmp_path)
     assert model.batch_size == EvalConfig().batch_size and model.max_length == 64
     assert model.precision in ("bf16", "fp32")  # "auto", resolved for this CPU
+
+
+def test_serving_applies_the_calibration_saved_with_the_model(tmp_path, serving_without_weights, monkeypatch):
+    import pandas as pd
+
+    from sentibridge.inference.label_calibration import save_offsets
+
+    model_class, _ = serving_without_weights
+    assert model_class().load(tmp_path).offsets == {}  # saved without calibration: raw scores
+    save_offsets(tmp_path, {"hi": [0.0, -0.5, 0.25]})
+    model = model_class().load(tmp_path)
+    seen = {}
+    monkeypatch.setattr("sentibridge.inference.serving.predict_rows", lambda *a, **kw: seen.update(kw))
+    model.predict_rows(pd.DataFrame({"id": ["1"], "text": ["x"], "language": ["hi"]}))
+    assert seen["offsets"] == {"hi": [0.0, -0.5, 0.25]}
