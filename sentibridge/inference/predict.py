@@ -79,7 +79,6 @@ def predict_with(
     batch_size: int,
     store: DemonstrationStore | None = None,
     embed: Embed | None = None,
-    offsets: Mapping[str, Sequence[float]] | None = None,
 ) -> pd.DataFrame:
     """Load the model at ``path`` on the default device and ``predict_rows`` with it.
 
@@ -89,9 +88,7 @@ def predict_with(
     resolved = resolve_precision(precision, device)
     tokenizer = load_tokenizer(path, model_cfg)
     model = load_causal_lm(path, model_cfg, device, base_dtype(resolved))
-    return predict_rows(
-        model, tokenizer, rows, model_cfg.max_length, batch_size, device, resolved, store=store, embed=embed, offsets=offsets
-    )
+    return predict_rows(model, tokenizer, rows, model_cfg.max_length, batch_size, device, resolved, store=store, embed=embed)
 
 
 class RowPredictor(Protocol):
