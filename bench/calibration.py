@@ -184,9 +184,11 @@ def score_seed(seed: int, work: Path, val: pd.DataFrame, test: pd.DataFrame, con
     if not scores.is_file():
         settings = load_settings(config)
         weights = merged_weights(run, work / "models" / f"v{run['model_version']}")
-        rows = pd.concat([val.assign(split="val"), test.assign(split="test")], ignore_index=True)
-        scored = predict_with(str(weights), rows, settings.model, settings.eval.precision, settings.eval.batch_size)
-        scored["split"] = rows["split"].to_numpy()
+        # Each split on its own, as the evaluate step scores them: in bf16 the padding of a batch
+        # moves the scores slightly, so mixing the splits would change which rows share a batch.
+        scored = pd.concat([predict_with(str(weights), rows, settings.model, settings.eval.precision,
+                                         settings.eval.batch_size).assign(split=name)
+                            for name, rows in (("val", val), ("test", test))], ignore_index=True)
         scored.to_parquet(scores, index=False)
     scored = pd.read_parquet(scores)
     result = seed_result(scored[scored["split"] == "val"].reset_index(drop=True),

@@ -81,7 +81,8 @@ def _print_train(result: TrainResult) -> None:
     calibration = metrics.get("calibration") or {}
     if calibration.get("offsets"):
         change = 100 * (metrics["f1_macro_avg"] - calibration["uncalibrated_f1_macro_avg"])
-        print(f"calibrated {len(calibration['offsets'])} languages on {calibration['val_rows']} val rows "
+        count = len(calibration["offsets"])
+        print(f"calibrated {count} language{'s' if count != 1 else ''} on {calibration['val_rows']} val rows "
               f"({calibration['method']}): mean macro-F1 {change:+.1f} points against the raw scores")
     print(
         f"trained {summary['steps']} steps ({summary['precision']}, {summary['tokens_per_s']:.0f} tokens/s); "

@@ -19,7 +19,7 @@ from tests.conftest import SAMPLE
 
 TRAIN_FIELDS = {
     "ok", "pipeline_run_id", "mlflow_run_id", "tracking_uri", "registered_model", "model_version", "per_language",
-    "f1_macro_avg", "promoted", "decision", "train", "eval", "augmentation", "seconds",
+    "f1_macro_avg", "promoted", "decision", "train", "eval", "augmentation", "calibration", "seconds",
 }
 
 
@@ -143,6 +143,21 @@ def train_result(promote: bool = True) -> run.TrainResult:
         train_summary={"steps": 2, "precision": "fp32", "tokens_per_s": 100.0},
         seconds=12.34,
     )
+
+
+def test_train_reports_what_calibration_changed_and_stays_quiet_without_it(monkeypatch, capsys):
+    result = train_result()
+    result.metrics["calibration"] = {"method": "prior", "offsets": {"en": [0.0, 0.1, -0.2]}, "val_rows": 30,
+                                     "uncalibrated_f1_macro_avg": 0.77, "uncalibrated_per_language": {"en": 0.77}}
+    monkeypatch.setattr(run, "train", lambda settings, version=None, run_config=None: result)
+    assert cli.main(["train", "--json"]) == 0
+    out, _ = capsys.readouterr()
+    assert "calibrated 1 language on 30 val rows (prior): mean macro-F1 +3.0 points against the raw scores" in out
+    assert last_json(out)["calibration"]["offsets"] == {"en": [0.0, 0.1, -0.2]}
+    monkeypatch.setattr(run, "train", lambda settings, version=None, run_config=None: train_result())
+    assert cli.main(["train", "--json"]) == 0
+    out, _ = capsys.readouterr()
+    assert "calibrated" not in out and last_json(out)["calibration"] is None
 
 
 def test_train_prints_tables_and_the_json_fields(monkeypatch, capsys):
