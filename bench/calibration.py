@@ -51,7 +51,8 @@ from sentibridge.data.ingest import read_dataset  # noqa: E402
 from sentibridge.data.split import split_rows  # noqa: E402
 from sentibridge.data.validation import validate_rows  # noqa: E402
 from sentibridge.inference import label_calibration  # noqa: E402
-from sentibridge.inference.predict import SCORE_COLUMNS, predict_with  # noqa: E402
+from sentibridge.inference.predict import predict_with  # noqa: E402
+from sentibridge.labels import SCORE_COLUMNS  # noqa: E402
 from umsab import machine, merged_weights, run_cli  # noqa: E402
 
 UMSAB = REPO.parent / "shared" / "data" / "umsab"

@@ -7,6 +7,9 @@ from typing import Any
 #: Label words in TweetEval order; the index is the integer label.
 LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 
+#: A predictions table's probability columns, one per label in ``LABELS`` order.
+SCORE_COLUMNS: list[str] = [f"score_{word}" for word in LABELS]
+
 #: Marks a label that could not be normalised; validation quarantines it.
 INVALID_LABEL = -1
 

@@ -22,8 +22,8 @@ from sentibridge.registry.gate import fingerprint_rows
 from sentibridge.home import resolve_home
 from sentibridge.model.merge import merge_adapter
 from sentibridge.model.precision import default_device, resolve_precision
-from sentibridge.inference.label_calibration import calibration_rows, fit_offsets, save_offsets
-from sentibridge.inference.predict import SCORE_COLUMNS, calibrated, predict_with
+from sentibridge.inference.label_calibration import save_offsets, score_calibrated
+from sentibridge.inference.predict import predict_with
 from sentibridge.data.split import subsample_per_language
 
 
@@ -61,15 +61,11 @@ def evaluate(
         def score(frame: pd.DataFrame) -> pd.DataFrame:
             return predict_with(str(merged), frame, model_cfg, eval_cfg.precision, eval_cfg.batch_size, store=store, embed=embed)
 
-        offsets, fit_rows = {}, val_rows.iloc[:0]
-        if eval_cfg.calibration != "none":
-            capped = subsample_per_language(val_rows, eval_cfg.max_rows_per_language, split_seed)
-            fit_rows = calibration_rows(capped, eval_cfg.calibration_min_rows)
-        if len(fit_rows):
-            scored = score(fit_rows)
-            offsets = fit_offsets(scored[SCORE_COLUMNS].to_numpy(), scored["language"], scored["label"])
-        raw = score(rows)
-        predictions = calibrated(raw, offsets) if offsets else raw
+        scores = score_calibrated(
+            score, rows, subsample_per_language(val_rows, eval_cfg.max_rows_per_language, split_seed),
+            eval_cfg.calibration, eval_cfg.calibration_min_rows,
+        )
+        raw, predictions, offsets = scores.raw, scores.predictions, scores.offsets
         seconds = time.perf_counter() - started
         report = evaluate_predictions(predictions["language"], predictions["label"], predictions["pred"])
         plots = Path(scratch) / "plots"
@@ -100,14 +96,14 @@ def evaluate(
         "calibration": {
             "method": eval_cfg.calibration if offsets else "none",
             "offsets": offsets,
-            "val_rows": len(fit_rows),
+            "val_rows": scores.val_rows,
             "uncalibrated_f1_macro_avg": raw_report.metrics["f1_macro_avg"],
             "uncalibrated_per_language": {
                 row.language: row.f1_macro for row in raw_report.table.itertuples(index=False)
             },
         },
         "eval_seconds": round(seconds, 2),
-        "eval_rows_per_s": round((len(predictions) + len(fit_rows)) / seconds, 2) if seconds else None,
+        "eval_rows_per_s": round((len(predictions) + scores.val_rows) / seconds, 2) if seconds else None,
     }
     log_metadata(metadata=report.metrics, artifact_name="metrics", infer_artifact=True)
     return metrics, predictions, MarkdownString("# Evaluation on the test split\n\n" + table)

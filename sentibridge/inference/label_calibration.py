@@ -11,13 +11,14 @@ what was evaluated.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from sentibridge.labels import LABELS
+from sentibridge.labels import LABELS, SCORE_COLUMNS
 
 CALIBRATION_FILE = "calibration.json"
 
@@ -72,6 +73,45 @@ def apply_offsets(probs: np.ndarray, languages: Sequence[str], offsets: Mapping[
         if mask.any():
             out[mask] = _softmax(_log(out[mask]) + np.asarray(shift, dtype=np.float64))
     return out
+
+
+def calibrated(predictions: pd.DataFrame, offsets: Mapping[str, Sequence[float]]) -> pd.DataFrame:
+    """``predictions`` (a table with ``language`` and the ``SCORE_COLUMNS``) with calibrated
+    scores and ``pred`` their argmax."""
+    probs = apply_offsets(predictions[SCORE_COLUMNS].to_numpy(dtype=np.float64), predictions["language"], offsets)
+    out = predictions.copy()
+    out[SCORE_COLUMNS] = probs
+    out["pred"] = probs.argmax(axis=1).astype(int)
+    return out
+
+
+@dataclass(frozen=True)
+class CalibratedScores:
+    """Test predictions before and after calibration, the offsets, and how many val rows fitted them."""
+
+    raw: pd.DataFrame
+    predictions: pd.DataFrame
+    offsets: Offsets
+    val_rows: int
+
+
+def score_calibrated(
+    score: Callable[[pd.DataFrame], pd.DataFrame],
+    test_rows: pd.DataFrame,
+    val_rows: pd.DataFrame,
+    method: str,
+    min_rows: int,
+) -> CalibratedScores:
+    """Fit ``method``'s offsets on the scored ``val_rows`` (``calibration_rows`` of them), then
+    score ``test_rows`` and calibrate them. ``score`` maps rows to a predictions table; ``none``,
+    or no language with enough val rows, scores no val row and leaves the test scores raw."""
+    fit_rows = calibration_rows(val_rows, min_rows) if method != "none" else val_rows.iloc[:0]
+    offsets: Offsets = {}
+    if len(fit_rows):
+        scored = score(fit_rows)
+        offsets = fit_offsets(scored[SCORE_COLUMNS].to_numpy(), scored["language"], scored["label"])
+    raw = score(test_rows)
+    return CalibratedScores(raw, calibrated(raw, offsets) if offsets else raw, offsets, len(fit_rows))
 
 
 def save_offsets(folder: Path, offsets: Mapping[str, Sequence[float]], method: str = "prior") -> Path:

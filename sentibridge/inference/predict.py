@@ -16,13 +16,13 @@ from transformers import PreTrainedTokenizerBase
 from sentibridge.model.base import load_causal_lm, load_tokenizer
 from sentibridge.config import ModelConfig
 from sentibridge.augment.demonstrations import DemonstrationStore, Embed, demonstrations_for
+from sentibridge.labels import SCORE_COLUMNS
 from sentibridge.model.instructions import LABEL_WORDS, SERVING_TEMPLATE, build_records
 from sentibridge.model.precision import Precision, base_dtype, default_device, resolve_precision
-from sentibridge.inference.label_calibration import apply_offsets
+from sentibridge.inference.label_calibration import calibrated
 from sentibridge.inference.files import CHUNK_ROWS, INPUT_COLUMNS, PredictionWriter, iter_prediction_input
 from sentibridge.inference.scoring import score_records
 
-SCORE_COLUMNS = [f"score_{word}" for word in LABEL_WORDS]
 #: Columns of :func:`predict_file`'s output, in order.
 OUTPUT_COLUMNS = ["row", "id", "text", "language", "label", "label_id", *SCORE_COLUMNS, "error"]
 
@@ -60,15 +60,6 @@ def predict_rows(
     for k, word in enumerate(LABEL_WORDS):
         out[f"score_{word}"] = result.probs[:, k]
     return calibrated(out, offsets) if offsets else out
-
-
-def calibrated(predictions: pd.DataFrame, offsets: Mapping[str, Sequence[float]]) -> pd.DataFrame:
-    """``predictions`` (``predict_rows``'s table) with calibrated scores and ``pred`` their argmax."""
-    probs = apply_offsets(predictions[SCORE_COLUMNS].to_numpy(dtype=np.float64), predictions["language"], offsets)
-    out = predictions.copy()
-    out[SCORE_COLUMNS] = probs
-    out["pred"] = probs.argmax(axis=1).astype(int)
-    return out
 
 
 def predict_with(

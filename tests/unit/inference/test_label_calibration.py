@@ -12,13 +12,16 @@ from sklearn.metrics import f1_score
 from sentibridge.inference.label_calibration import (
     CALIBRATION_FILE,
     apply_offsets,
+    calibrated,
     calibration_rows,
     fit_offsets,
     load_offsets,
     prior_offsets,
     save_offsets,
+    score_calibrated,
 )
-from sentibridge.inference.predict import SCORE_COLUMNS, calibrated, predict_rows
+from sentibridge.inference.predict import predict_rows
+from sentibridge.labels import SCORE_COLUMNS
 
 
 def _leaning(n: int, seed: int, lean: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
@@ -86,6 +89,51 @@ def test_calibrated_predictions_are_the_argmax_of_the_shifted_scores():
     assert out["pred"].tolist() == [0, 1]  # ties go to the first label, as argmax does
     np.testing.assert_allclose(out.loc[0, SCORE_COLUMNS].to_numpy(dtype=float).sum(), 1.0)
     assert out.loc[1, SCORE_COLUMNS].tolist() == [0.3, 0.4, 0.3] and table["pred"].tolist() == [1, 1]
+
+
+def _scorer(seen: list[int]):
+    """A stand-in model: it leans to neutral in ``en`` only, and records how many rows it scored."""
+
+    def score(rows: pd.DataFrame) -> pd.DataFrame:
+        seen.append(len(rows))
+        rng = np.random.default_rng(len(rows))
+        logits = rng.normal(0.0, 1.0, (len(rows), 3))
+        logits[np.arange(len(rows)), rows["label"].to_numpy()] += 2.0
+        logits[:, 1] += np.where(rows["language"] == "en", 2.0, 0.0)
+        probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        out = rows[["id", "language", "label"]].copy()
+        out["pred"] = probs.argmax(axis=1)
+        out[SCORE_COLUMNS] = probs
+        return out
+
+    return score
+
+
+def _rows(prefix: str, per_language: dict[str, int]) -> pd.DataFrame:
+    languages = [lang for lang, n in per_language.items() for _ in range(n)]
+    return pd.DataFrame({"id": [f"{prefix}{i}" for i in range(len(languages))], "language": languages,
+                         "label": [i % 3 for i in range(len(languages))]})
+
+
+def test_score_calibrated_fits_on_val_and_calibrates_only_the_languages_it_could():
+    seen: list[int] = []
+    val, test = _rows("v", {"en": 300, "de": 300, "hi": 6}), _rows("t", {"en": 600, "de": 600, "hi": 60})
+    scores = score_calibrated(_scorer(seen), test, val, "prior", min_rows=30)
+    assert seen == [600, 1260] and scores.val_rows == 600  # hi's 6 val rows are never scored
+    assert set(scores.offsets) == {"de", "en"} and scores.offsets["en"][1] < -1.0
+    hi = scores.predictions["language"] == "hi"
+    pd.testing.assert_frame_equal(scores.predictions[hi], scores.raw[hi])
+    en = (scores.raw["language"] == "en").to_numpy()
+    raw_f1 = f1_score(test["label"][en], scores.raw["pred"][en], average="macro")
+    assert f1_score(test["label"][en], scores.predictions["pred"][en], average="macro") > raw_f1 + 0.05
+
+
+def test_score_calibrated_without_calibration_scores_no_val_row():
+    seen: list[int] = []
+    val, test = _rows("v", {"en": 300}), _rows("t", {"en": 90})
+    scores = score_calibrated(_scorer(seen), test, val, "none", min_rows=30)
+    assert seen == [90] and scores.val_rows == 0 and scores.offsets == {}
+    assert scores.predictions is scores.raw
 
 
 @pytest.mark.parametrize("language", ["en", None])

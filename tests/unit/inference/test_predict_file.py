@@ -12,8 +12,8 @@ import pytest
 
 from sentibridge.data import text
 from sentibridge.errors import DataError
-from sentibridge.inference import files
-from sentibridge.inference.predict import OUTPUT_COLUMNS, SCORE_COLUMNS, PredictSummary, predict_file
+from sentibridge.inference.predict import OUTPUT_COLUMNS, PredictSummary, predict_file
+from sentibridge.labels import SCORE_COLUMNS
 from sentibridge.model.instructions import LABEL_WORDS
 
 # 8 records: bad ones (empty text, missing text, bad language) between good ones.
