@@ -51,7 +51,7 @@ from sentibridge.data.ingest import read_dataset  # noqa: E402
 from sentibridge.data.split import split_rows  # noqa: E402
 from sentibridge.data.validation import validate_rows  # noqa: E402
 from sentibridge.inference import label_calibration  # noqa: E402
-from sentibridge.inference.predict import predict_with  # noqa: E402
+from sentibridge.inference.predict import load_scorer  # noqa: E402
 from sentibridge.labels import SCORE_COLUMNS  # noqa: E402
 from umsab import machine, merged_weights, run_cli  # noqa: E402
 
@@ -187,9 +187,9 @@ def score_seed(seed: int, work: Path, val: pd.DataFrame, test: pd.DataFrame, con
         weights = merged_weights(run, work / "models" / f"v{run['model_version']}")
         # Each split on its own, as the evaluate step scores them: in bf16 the padding of a batch
         # moves the scores slightly, so mixing the splits would change which rows share a batch.
-        scored = pd.concat([predict_with(str(weights), rows, settings.model, settings.eval.precision,
-                                         settings.eval.batch_size).assign(split=name)
-                            for name, rows in (("val", val), ("test", test))], ignore_index=True)
+        score = load_scorer(str(weights), settings.model, settings.eval.precision, settings.eval.batch_size)
+        scored = pd.concat([score(rows).assign(split=name) for name, rows in (("val", val), ("test", test))],
+                           ignore_index=True)
         scored.to_parquet(scores, index=False)
     scored = pd.read_parquet(scores)
     result = seed_result(scored[scored["split"] == "val"].reset_index(drop=True),

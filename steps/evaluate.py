@@ -23,7 +23,7 @@ from sentibridge.home import resolve_home
 from sentibridge.model.merge import merge_adapter
 from sentibridge.model.precision import default_device, resolve_precision
 from sentibridge.inference.label_calibration import save_offsets, score_calibrated
-from sentibridge.inference.predict import predict_with
+from sentibridge.inference.predict import load_scorer
 from sentibridge.data.split import subsample_per_language
 
 
@@ -57,10 +57,7 @@ def evaluate(
         merged = merge_adapter(base, lora_adapter, Path(scratch) / "merged", model_cfg, dtype=torch.bfloat16)
         store = DemonstrationStore.load(demonstration_store)
         embed = embedder_function(store.embedder, home.embeddings, precision=embed_precision)
-
-        def score(frame: pd.DataFrame) -> pd.DataFrame:
-            return predict_with(str(merged), frame, model_cfg, eval_cfg.precision, eval_cfg.batch_size, store=store, embed=embed)
-
+        score = load_scorer(str(merged), model_cfg, eval_cfg.precision, eval_cfg.batch_size, store=store, embed=embed)
         scores = score_calibrated(
             score, rows, subsample_per_language(val_rows, eval_cfg.max_rows_per_language, split_seed),
             eval_cfg.calibration, eval_cfg.calibration_min_rows,

@@ -3,7 +3,7 @@ whole file, chunk by chunk."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -62,6 +62,30 @@ def predict_rows(
     return calibrated(out, offsets) if offsets else out
 
 
+def load_scorer(
+    path: str,
+    model_cfg: ModelConfig,
+    precision: str,
+    batch_size: int,
+    store: DemonstrationStore | None = None,
+    embed: Embed | None = None,
+) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Load the model at ``path`` on the default device once; the returned function is
+    ``predict_rows`` with it, for scoring several row tables with one load.
+
+    ``precision`` is the configured setting (``auto`` resolves per device).
+    """
+    device = default_device()
+    resolved = resolve_precision(precision, device)
+    tokenizer = load_tokenizer(path, model_cfg)
+    model = load_causal_lm(path, model_cfg, device, base_dtype(resolved))
+
+    def score(rows: pd.DataFrame) -> pd.DataFrame:
+        return predict_rows(model, tokenizer, rows, model_cfg.max_length, batch_size, device, resolved, store=store, embed=embed)
+
+    return score
+
+
 def predict_with(
     path: str,
     rows: pd.DataFrame,
@@ -71,15 +95,8 @@ def predict_with(
     store: DemonstrationStore | None = None,
     embed: Embed | None = None,
 ) -> pd.DataFrame:
-    """Load the model at ``path`` on the default device and ``predict_rows`` with it.
-
-    ``precision`` is the configured setting (``auto`` resolves per device).
-    """
-    device = default_device()
-    resolved = resolve_precision(precision, device)
-    tokenizer = load_tokenizer(path, model_cfg)
-    model = load_causal_lm(path, model_cfg, device, base_dtype(resolved))
-    return predict_rows(model, tokenizer, rows, model_cfg.max_length, batch_size, device, resolved, store=store, embed=embed)
+    """Load the model at ``path`` and ``predict_rows`` with it (``load_scorer`` for one table)."""
+    return load_scorer(path, model_cfg, precision, batch_size, store=store, embed=embed)(rows)
 
 
 class RowPredictor(Protocol):
