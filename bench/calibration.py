@@ -46,7 +46,7 @@ import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from bench_data import write_result  # noqa: E402
-from sentibridge.config import load_settings  # noqa: E402
+from sentibridge.config import Settings, load_settings  # noqa: E402
 from sentibridge.data.ingest import read_dataset  # noqa: E402
 from sentibridge.data.split import split_rows  # noqa: E402
 from sentibridge.data.validation import validate_rows  # noqa: E402
@@ -165,6 +165,16 @@ def over_seeds(seeds: Mapping[int, Mapping]) -> dict:
     return summary
 
 
+def score_splits(weights: Path, settings: Settings, val: pd.DataFrame, test: pd.DataFrame, out: Path) -> None:
+    """Score val and test with the merged weights in ``weights`` and save them to ``out`` (Parquet,
+    a ``split`` column). Each split on its own, as the evaluate step scores them: in bf16 the padding
+    of a batch moves the scores slightly, so mixing the splits would change which rows share a batch."""
+    score = load_scorer(str(weights), settings.model, settings.eval.precision, settings.eval.batch_size)
+    scored = pd.concat([score(rows).assign(split=name) for name, rows in (("val", val), ("test", test))],
+                       ignore_index=True)
+    scored.to_parquet(out, index=False)
+
+
 def score_seed(seed: int, work: Path, val: pd.DataFrame, test: pd.DataFrame, config: Path = CONFIG) -> dict | None:
     """Train ``seed`` through the CLI (once), then score val and test with its registered weights (once)."""
     run_path, scores = work / f"run_seed{seed}.json", work / f"scores_seed{seed}.parquet"
@@ -183,14 +193,8 @@ def score_seed(seed: int, work: Path, val: pd.DataFrame, test: pd.DataFrame, con
         run_path.write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
     run = json.loads(run_path.read_text(encoding="utf-8"))
     if not scores.is_file():
-        settings = load_settings(config)
-        weights = merged_weights(run, work / "models" / f"v{run['model_version']}")
-        # Each split on its own, as the evaluate step scores them: in bf16 the padding of a batch
-        # moves the scores slightly, so mixing the splits would change which rows share a batch.
-        score = load_scorer(str(weights), settings.model, settings.eval.precision, settings.eval.batch_size)
-        scored = pd.concat([score(rows).assign(split=name) for name, rows in (("val", val), ("test", test))],
-                           ignore_index=True)
-        scored.to_parquet(scores, index=False)
+        score_splits(merged_weights(run, work / "models" / f"v{run['model_version']}"), load_settings(config),
+                     val, test, scores)
     scored = pd.read_parquet(scores)
     result = seed_result(scored[scored["split"] == "val"].reset_index(drop=True),
                          scored[scored["split"] == "test"].reset_index(drop=True))

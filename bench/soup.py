@@ -17,7 +17,8 @@ bootstrap over test rows: does averaging beat picking the best retrain?
     python bench/soup.py --extra ep2=.sentibridge/umsab_full_2ep/mlflow/artifacts/models/<id>/artifacts/artifacts/merged
 
 Soups of every subset of two or more seeds are scored (about 4-5 min each on 2 cores; ``--sizes 3``
-scores only the three-seed ones); ensembles of every subset of all members cost nothing more. Scores are saved under ``--work`` and reused.
+scores only the three-seed ones); ensembles of every subset of all members cost nothing more.
+Scores are saved under ``--work`` and reused.
 Writes ``bench/results/soup_full.json``. Exits 0 without writing anything when UMSAB is absent.
 """
 
@@ -42,12 +43,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench_data import write_result  # noqa: E402
-from calibration import UMSAB, calibrated_predictions, paired_bootstrap, per_language_f1  # noqa: E402
+from calibration import UMSAB, calibrated_predictions, paired_bootstrap, per_language_f1, score_splits  # noqa: E402
 from sentibridge.config import Settings, load_settings  # noqa: E402
 from sentibridge.data.ingest import read_dataset  # noqa: E402
 from sentibridge.data.split import split_rows  # noqa: E402
 from sentibridge.data.validation import validate_rows  # noqa: E402
-from sentibridge.inference.predict import load_scorer  # noqa: E402
 from sentibridge.labels import SCORE_COLUMNS  # noqa: E402
 from umsab import machine, merged_weights  # noqa: E402
 
@@ -109,20 +109,17 @@ def compared(combo: Mapping, members: Mapping[str, Mapping]) -> dict:
     against the best of them (calibrated F1, points)."""
     best = max(members, key=lambda name: members[name]["prior_mean"])
     return {
-        "vs_members_mean_points": 100 * (combo["prior_mean"] - statistics.fmean(m["prior_mean"] for m in members.values())),
+        "vs_members_mean_points": 100 * (combo["prior_mean"]
+                                         - statistics.fmean(m["prior_mean"] for m in members.values())),
         "best_member": best,
         "vs_best_member_points": paired_bootstrap(combo["test"], members[best]["pred"], combo["pred"]),
     }
 
 
 def score_folder(folder: Path, settings: Settings, val: pd.DataFrame, test: pd.DataFrame, out: Path) -> pd.DataFrame:
-    """Val and test scores of the merged weights in ``folder``, cached in ``out``. Each split on its
-    own, as the evaluate step scores them (in bf16, batch padding moves the scores slightly)."""
+    """Val and test scores of the merged weights in ``folder``, cached in ``out``."""
     if not out.is_file():
-        score = load_scorer(str(folder), settings.model, settings.eval.precision, settings.eval.batch_size)
-        scored = pd.concat([score(rows).assign(split=name) for name, rows in (("val", val), ("test", test))],
-                           ignore_index=True)
-        scored.to_parquet(out, index=False)
+        score_splits(folder, settings, val, test, out)
     return pd.read_parquet(out)
 
 
@@ -139,8 +136,9 @@ def print_table(rows: Mapping[str, Mapping]) -> None:
           + "  vs members' mean   vs best member [95%]")
     for name, r in rows.items():
         vs = r.get("vs_best_member_points")
-        tail = "" if vs is None else (f"{r['vs_members_mean_points']:>+10.2f}        "
-                                     f"{vs['delta']:+.2f} [{vs['ci_low']:+.2f}, {vs['ci_high']:+.2f}] ({r['best_member']})")
+        tail = "" if vs is None else (
+            f"{r['vs_members_mean_points']:>+10.2f}        "
+            f"{vs['delta']:+.2f} [{vs['ci_low']:+.2f}, {vs['ci_high']:+.2f}] ({r['best_member']})")
         print(f"{name:<34}{100 * r['raw_mean']:>6.1f}{100 * r['prior_mean']:>7.1f}"
               + "".join(f"{100 * r['prior_per_language'][lang]:>6.1f}" for lang in languages) + tail)
 
@@ -160,7 +158,7 @@ def main() -> int:
     parser.add_argument("--extra", type=_extra, action="append", default=[], metavar="NAME=FOLDER",
                         help="another merged-weight folder of the same base model, as an ensemble member")
     parser.add_argument("--sizes", type=int, nargs="+", default=None,
-                        help="soup only subsets of these sizes (each soup is scored once, about 4-5 min); default all")
+                        help="score new soups only of these sizes (about 4-5 min each); soups scored before are shown")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "soup_full.json")
     args = parser.parse_args()
     if not UMSAB.is_dir():
@@ -191,11 +189,11 @@ def main() -> int:
     rows = {name: _summary_row("single", results[name]) for name in scores}
     seconds: dict[str, float] = {}
     for combo in combinations(seeds):
-        if args.sizes and len(combo) not in args.sizes:
-            continue
         name = "soup " + "+".join(combo)
         started = time.perf_counter()
         out = soup_dir / f"scores_soup_{'+'.join(combo)}.parquet"
+        if args.sizes and len(combo) not in args.sizes and not out.is_file():
+            continue
         if not out.is_file():
             average_weights([folders[m] for m in combo], soup_dir / "+".join(combo))
         result = evaluated(score_folder(soup_dir / "+".join(combo), settings, val, test, out))
