@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +37,7 @@ from peft.utils.other import fsdp_auto_wrap_policy
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from sentibridge.model.base import decoder_and_head, head_logits
 from sentibridge.config import LoraConfig, TrainConfig
@@ -102,25 +102,17 @@ def epoch_batches(
 ) -> list[list[int]]:
     """Batches of example indices for one epoch, a pure function of (seed, epoch).
 
-    Being pure is what lets a resumed run pick up mid-epoch on exactly the same batches.
-    With ``group_by_length`` examples are sorted by length inside shuffled mega-batches of
-    50 batches (as transformers' LengthGroupedSampler does), so rows of a batch pad little;
-    the batches are then shuffled, with the longest first so memory problems show up at once.
+    Being pure is what lets a resumed run pick up mid-epoch on exactly the same batches. With
+    ``group_by_length`` the order is transformers' ``LengthGroupedSampler``'s (similar lengths
+    share a batch, so rows pad little; the longest batch first, so memory problems show up at
+    once), else a plain shuffle.
     """
-    rng = random.Random(seed * 1_000_003 + epoch)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    if not group_by_length:
-        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    mega = batch_size * 50
-    batches: list[list[int]] = []
-    for start in range(0, len(order), mega):
-        chunk = sorted(order[start : start + mega], key=lambda k: -lengths[k])
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
-    rng.shuffle(batches)
-    longest = max(range(len(batches)), key=lambda b: max(lengths[k] for k in batches[b]))
-    batches.insert(0, batches.pop(longest))
-    return batches
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    if group_by_length:
+        order = list(LengthGroupedSampler(batch_size, lengths=list(lengths), generator=generator))
+    else:
+        order = torch.randperm(len(lengths), generator=generator).tolist()
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 # --- loss ------------------------------------------------------------------------------

@@ -97,17 +97,20 @@ def test_loss_ignores_prompt_tokens_targets(records, gemma_tokenizer, tiny_gemma
     torch.testing.assert_close(wide_loss, reference, rtol=1e-5, atol=1e-4)
 
 
+def _padding(lengths, batches):
+    return sum(len(b) * max(lengths[k] for k in b) - sum(lengths[k] for k in b) for b in batches)
+
+
 def test_epoch_batches_deterministic_and_grouped():
-    lengths = [5, 50, 6, 49, 7, 48, 8, 47]
+    lengths = [5 + (37 * i) % 60 for i in range(64)]
     first = epoch_batches(lengths, 2, seed=1, epoch=0, group_by_length=True)
     assert first == epoch_batches(lengths, 2, seed=1, epoch=0, group_by_length=True)
-    assert sorted(i for b in first for i in b) == list(range(8))
-    assert max(lengths[k] for k in first[0]) == 50  # longest batch first
-    padding = sum(len(b) * max(lengths[k] for k in b) - sum(lengths[k] for k in b) for b in first)
-    assert padding <= 8
-    assert epoch_batches(lengths, 2, seed=1, epoch=1, group_by_length=False) != epoch_batches(
-        lengths, 2, seed=1, epoch=0, group_by_length=False
-    )
+    assert sorted(i for b in first for i in b) == list(range(64))
+    assert max(lengths[k] for k in first[0]) == max(lengths)  # longest batch first
+    plain = epoch_batches(lengths, 2, seed=1, epoch=0, group_by_length=False)
+    assert _padding(lengths, first) < _padding(lengths, plain) / 4
+    assert first != epoch_batches(lengths, 2, seed=1, epoch=1, group_by_length=True)
+    assert epoch_batches(lengths, 2, seed=1, epoch=1, group_by_length=False) != plain
 
 
 def test_training_reduces_loss(records, gemma_tokenizer, tiny_gemma, tmp_path):

@@ -1,0 +1,222 @@
+"""Does the faster training loop cost F1? The old loop's code against the new one's, over seeds.
+
+Issue 26 changed what a training step computes: LoRA dropout 0 (was 0.05) and transformers'
+``LengthGroupedSampler`` batch order. Each side is a git worktree of its own commit (``--old``,
+``--new``), trained through its own real CLI on ``configs/umsab_cpu.yaml`` (300 train rows per
+language, the whole test split) with each seed, in a home of its own. Every run's test predictions
+are read back from its MLflow run (``evaluation/predictions.parquet``, the rows the gate compares).
+
+Per language, and for the mean over languages, the difference new - old in macro-F1 points:
+
+* ``t``: a t interval over the seeds of the per-seed differences (both loops use the same seed,
+  so the pairs share the LoRA initialisation's seed, not its draws: the seed noise of both sides
+  is in the spread);
+* ``rows``: a paired bootstrap over the test rows of the seed-mean difference (the gate's
+  ``paired_bootstrap`` resampling, the same rows for every seed): the test set's noise alone.
+
+A language passes when its ``t`` interval contains 0 or lies above it (does not lie wholly below 0). Training tokens/s of both
+loops are reported side by side as a ratio (same machine, same run of this script).
+
+    python bench/loop_f1.py --old 11f18d1 --new HEAD          # 2 loops x 3 seeds: about 70 min on 2 cores
+    python bench/loop_f1.py --old 11f18d1 --new HEAD --report # summarise the finished runs only
+
+Finished runs are kept under ``--work`` and skipped on a rerun, so an interrupted bench resumes.
+Exits 0 without writing anything when UMSAB is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from bench_data import write_result  # noqa: E402
+from sentibridge.registry.gate import macro_f1_rows  # noqa: E402
+from umsab import machine  # noqa: E402
+
+UMSAB = REPO.parent / "shared" / "data" / "umsab"
+CONFIG = "configs/umsab_cpu.yaml"
+SEEDS = (42, 7, 123)
+CONFIDENCE = 0.95
+RESAMPLES = 2000
+
+
+def worktree(rev: str, work: Path, name: str) -> tuple[Path, str]:
+    """A detached git worktree of ``rev`` at ``work/src-<name>`` (reused); returns (folder, full sha)."""
+    sha = subprocess.run(["git", "rev-parse", rev], cwd=REPO, check=True, capture_output=True, text=True).stdout.strip()
+    folder = work / f"src-{name}"
+    if not (folder / ".git").exists():
+        subprocess.run(["git", "worktree", "add", "--detach", "--force", str(folder), sha], cwd=REPO, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, check=True, capture_output=True, text=True).stdout.strip()
+    if head != sha:
+        raise SystemExit(f"{folder} is at {head[:7]}, not {rev} ({sha[:7]}): remove it or pick another --work")
+    return folder, sha
+
+
+def train_once(source: Path, home: Path, seed: int) -> dict:
+    """``sentibridge train --json`` from ``source``'s own code (``python -m`` puts it first on sys.path)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "ZENML_"))}
+    env.pop("SENTIBRIDGE_STACK", None)
+    env.update(SENTIBRIDGE_HOME=str(home), ZENML_ANALYTICS_OPT_IN="false", HF_HUB_OFFLINE="1", PYTHONPATH=str(source))
+    env.setdefault("SENTIBRIDGE_MODEL_CACHE", str(REPO / ".sentibridge" / "models"))
+    cmd = [sys.executable, "-m", "sentibridge.cli", "train", "--config", CONFIG, "--json",
+           "--set", f"data.path={UMSAB}", "--set", f"train.seed={seed}"]  # fmt: skip
+    print(f"$ (cd {source}) {' '.join(cmd)}", flush=True)
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=source, env=env, stdout=subprocess.PIPE, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"train in {source} (seed {seed}) failed with exit code {proc.returncode}")
+    payload = json.loads(lines[-1])
+    payload["wall_seconds"] = time.perf_counter() - started
+    return payload
+
+
+def predictions(payload: dict, dst: Path) -> pd.DataFrame:
+    """The run's stored test predictions, downloaded once to ``dst``."""
+    if not dst.is_file():
+        import mlflow
+
+        mlflow.set_tracking_uri(payload["tracking_uri"])
+        path = mlflow.artifacts.download_artifacts(run_id=payload["mlflow_run_id"], artifact_path="evaluation/predictions.parquet")
+        pd.read_parquet(path).to_parquet(dst, index=False)
+    return pd.read_parquet(dst).sort_values("id").reset_index(drop=True)
+
+
+def run_all(sides: dict[str, Path], seeds: list[int], work: Path, report_only: bool) -> dict[tuple[str, int], dict]:
+    """Every (side, seed) run, finished ones read from ``work``; new ones trained unless ``report_only``."""
+    runs = {}
+    for seed in seeds:
+        for side, source in sides.items():
+            saved = work / f"{side}_seed{seed}.json"
+            if not saved.is_file():
+                if report_only:
+                    continue
+                payload = train_once(source, work / f"home-{side}", seed)
+                predictions(payload, work / f"{side}_seed{seed}.parquet")
+                saved.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+            runs[(side, seed)] = json.loads(saved.read_text(encoding="utf-8"))
+            runs[(side, seed)]["rows"] = predictions(runs[(side, seed)], work / f"{side}_seed{seed}.parquet")
+    return runs
+
+
+def t_interval(values: list[float]) -> dict:
+    """Mean, sd and the t interval of ``values`` (a single value has no interval)."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return {"mean": mean, "sd": None, "low": None, "high": None}
+    sd = statistics.stdev(values)
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1) * sd / len(values) ** 0.5
+    return {"mean": mean, "sd": sd, "low": mean - half, "high": mean + half}
+
+
+def _holds(t: dict) -> bool | None:
+    """The interval contains 0 or favours the new loop, i.e. it does not lie wholly below 0."""
+    return None if t["high"] is None else t["high"] >= 0
+
+
+def compare(runs: dict[tuple[str, int], dict], seeds: list[int]) -> dict:
+    """Per language and for the mean: new - old in points, the t interval over seeds and the rows' bootstrap."""
+    reference = runs[("old", seeds[0])]["rows"]
+    for key, run in runs.items():
+        if not run["rows"]["id"].equals(reference["id"]):
+            raise SystemExit(f"{key} was scored on other test rows than {('old', seeds[0])}")
+    languages = sorted(reference["language"].unique())
+    y = reference["label"].to_numpy()
+    rng = np.random.default_rng(0)
+    out: dict = {}
+    boot_mean = np.zeros(RESAMPLES)
+    per_seed_mean = {s: 0.0 for s in seeds}
+    for language in languages:
+        idx = np.flatnonzero(reference["language"].to_numpy() == language)
+        pick = idx[rng.integers(0, len(idx), (RESAMPLES, len(idx)))]
+        classes = np.unique(y)
+        per_seed, boot = {}, np.zeros(RESAMPLES)
+        for seed in seeds:
+            new, old = (runs[(side, seed)]["rows"]["pred"].to_numpy() for side in ("new", "old"))
+            f1_new = macro_f1_rows(y[idx][None], new[idx][None], classes)[0]
+            f1_old = macro_f1_rows(y[idx][None], old[idx][None], classes)[0]
+            per_seed[seed] = 100 * (f1_new - f1_old)
+            per_seed_mean[seed] += per_seed[seed] / len(languages)
+            boot += 100 * (macro_f1_rows(y[pick], new[pick], classes) - macro_f1_rows(y[pick], old[pick], classes)) / len(seeds)
+        boot_mean += boot / len(languages)
+        t = t_interval(list(per_seed.values()))
+        out[language] = {
+            "per_seed_points": per_seed,
+            "t": t,
+            "rows": {"low": float(np.quantile(boot, 0.025)), "high": float(np.quantile(boot, 0.975))},
+            "holds": _holds(t),
+        }
+    t = t_interval(list(per_seed_mean.values()))
+    out["mean"] = {
+        "per_seed_points": per_seed_mean,
+        "t": t,
+        "rows": {"low": float(np.quantile(boot_mean, 0.025)), "high": float(np.quantile(boot_mean, 0.975))},
+        "holds": _holds(t),
+    }
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--old", required=True, help="git revision of the old loop")
+    parser.add_argument("--new", default="HEAD", help="git revision of the new loop")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--work", type=Path, default=REPO / ".sentibridge" / "loop_f1")
+    parser.add_argument("--report", action="store_true", help="summarise the finished runs; train nothing")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "loop_f1.json")
+    args = parser.parse_args()
+    if not UMSAB.is_dir():
+        print(f"skipped: UMSAB is not at {UMSAB}")
+        return 0
+    args.work.mkdir(parents=True, exist_ok=True)
+    (old_src, old_sha), (new_src, new_sha) = worktree(args.old, args.work, "old"), worktree(args.new, args.work, "new")
+    runs = run_all({"old": old_src, "new": new_src}, args.seeds, args.work, args.report)
+    seeds = [s for s in args.seeds if ("old", s) in runs and ("new", s) in runs]
+    if not seeds:
+        print("no seed has finished on both loops yet")
+        return 0
+    result = compare(runs, seeds)
+    speed = {side: statistics.fmean(runs[(side, s)]["train"]["tokens_per_s"] for s in seeds) for side in ("old", "new")}
+    print(f"\nnew ({new_sha[:7]}) - old ({old_sha[:7]}), macro-F1 points, {len(seeds)} seeds {seeds}")
+    print("| language | per seed | mean | t 95% | rows 95% | holds |")
+    print("|---|---|---:|---|---|---|")
+    for language, row in result.items():
+        t, rows = row["t"], row["rows"]
+        seeds_text = " ".join(f"{v:+.1f}" for v in row["per_seed_points"].values())
+        t_text = "" if t["low"] is None else f"[{t['low']:+.1f}, {t['high']:+.1f}]"
+        print(f"| {language} | {seeds_text} | {t['mean']:+.2f} | {t_text} | [{rows['low']:+.1f}, {rows['high']:+.1f}] | {row['holds']} |")
+    print(f"\ntraining tokens/s: old {speed['old']:.0f}, new {speed['new']:.0f}, ratio {speed['new'] / speed['old']:.2f}x")
+    write_result(args.out, {
+        "units": "macro-F1 differences new - old in points (x100); t: interval over seeds; rows: paired bootstrap of test rows",
+        "old": old_sha, "new": new_sha, "config": CONFIG, "seeds": seeds, "complete": seeds == list(args.seeds),
+        "confidence": CONFIDENCE,
+        "per_language": {k: v for k, v in result.items() if k != "mean"},
+        "mean": result["mean"],
+        "all_hold": all(v["holds"] is True for v in result.values()),
+        "f1": {side: {str(s): runs[(side, s)]["per_language"] for s in seeds} for side in ("old", "new")},
+        "f1_macro_avg": {side: {str(s): runs[(side, s)]["f1_macro_avg"] for s in seeds} for side in ("old", "new")},
+        "train_tokens_per_s": speed,
+        "train_speedup": speed["new"] / speed["old"],
+        "train_seconds": {side: {str(s): runs[(side, s)]["train"]["train_seconds"] for s in seeds} for side in ("old", "new")},
+        "quick": False,
+        **machine(),
+    })  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
