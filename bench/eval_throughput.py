@@ -36,7 +36,7 @@ from sentibridge.model.instructions import LABEL_WORDS, SERVING_TEMPLATE, build_
 from sentibridge.model.precision import autocast, base_dtype, default_device, resolve_precision  # noqa: E402
 from sentibridge.inference.scoring import score_records  # noqa: E402
 from sentibridge.model.merge import merge_adapter
-from sentibridge.model.training import train_lora  # noqa: E402
+from sentibridge.model.training import TrainJob, train_lora  # noqa: E402
 
 _WORD = re.compile("|".join(LABEL_WORDS))
 
@@ -105,7 +105,8 @@ def main() -> None:
         # model that peft has wrapped (even after merge_and_unload) decodes ~20x slower in
         # generate() with transformers 5.24 here, which would flatter scoring unfairly.
         with tempfile.TemporaryDirectory() as out:
-            result = train_lora(model, tokenizer, train_records, [], LoraConfig(), cfg, Path(out), device=device)
+            job = TrainJob(model_path, ModelConfig(), LoraConfig(), cfg, train_records, [], Path(out), device.type)
+            result = train_lora(model, tokenizer, job)
             del model
             merged = merge_adapter(model_path, result.adapter_dir, Path(out) / "merged", ModelConfig())
             model = load_causal_lm(str(merged), ModelConfig(), device, base_dtype(precision))

@@ -37,7 +37,7 @@ from sentibridge.model.merge import merge_adapter  # noqa: E402
 from sentibridge.model.precision import base_dtype, default_device, resolve_precision  # noqa: E402
 from sentibridge.inference.predict import predict_rows  # noqa: E402
 from sentibridge.data.split import split_rows, subsample_per_language  # noqa: E402
-from sentibridge.model.training import train_lora  # noqa: E402
+from sentibridge.model.training import TrainJob, train_lora  # noqa: E402
 
 LIBRARIES = ("torch", "transformers", "peft", "accelerate", "tokenizers")
 
@@ -78,9 +78,8 @@ def main() -> None:
 
     model = load_causal_lm(base, settings.model, device, base_dtype(precision))
     with tempfile.TemporaryDirectory(prefix="sentibridge-gpu-") as scratch:
-        result = train_lora(
-            model, tokenizer, train_records, val_records, settings.lora, settings.train, Path(scratch) / "run", device=device
-        )
+        job = TrainJob(base, settings.model, settings.lora, settings.train, train_records, val_records, Path(scratch) / "run", device.type)
+        result = train_lora(model, tokenizer, job)
         del model
         merged = merge_adapter(base, result.adapter_dir, Path(scratch) / "merged", settings.model, dtype=torch.bfloat16)
         model = load_causal_lm(str(merged), settings.model, device, base_dtype(eval_precision))

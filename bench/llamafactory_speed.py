@@ -52,7 +52,7 @@ from sentibridge.model.base import load_causal_lm, load_tokenizer  # noqa: E402
 from sentibridge.model.instructions import build_records, export_llamafactory  # noqa: E402
 from sentibridge.model.merge import merge_adapter  # noqa: E402
 from sentibridge.model.precision import base_dtype, resolve_precision  # noqa: E402
-from sentibridge.model.training import train_lora  # noqa: E402
+from sentibridge.model.training import TrainJob, train_lora  # noqa: E402
 from sentibridge.registry.gate import Reference, gate_predictions, per_language_f1  # noqa: E402
 from umsab import bench_rows, machine, mean  # noqa: E402
 
@@ -125,7 +125,8 @@ def train_ours(settings: Settings, model_path: str, records: list[dict], out: Pa
     precision = resolve_precision(settings.train.precision, "cpu")
     tokenizer = load_tokenizer(model_path, settings.model)
     model = load_causal_lm(model_path, settings.model, "cpu", base_dtype(precision))
-    result = train_lora(model, tokenizer, records, [], settings.lora, settings.train, out, device="cpu")
+    job = TrainJob(model_path, settings.model, settings.lora, settings.train, records, [], out, "cpu")
+    result = train_lora(model, tokenizer, job)
     return result.adapter_dir, result.train_seconds
 
 

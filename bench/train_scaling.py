@@ -33,7 +33,8 @@ from sentibridge.config import LoraConfig, ModelConfig, TrainConfig  # noqa: E40
 from sentibridge.inference.scoring import score_records  # noqa: E402
 from sentibridge.model.base import load_causal_lm, load_tokenizer  # noqa: E402
 from sentibridge.model.instructions import SERVING_TEMPLATE, build_records  # noqa: E402
-from sentibridge.model.launch import run_workers, write_job  # noqa: E402
+from sentibridge.model.launch import run_workers, write_job
+from sentibridge.model.training import TrainJob  # noqa: E402
 from sentibridge.model.merge import merge_adapter  # noqa: E402
 from sentibridge.model.precision import base_dtype, resolve_precision  # noqa: E402
 
@@ -88,7 +89,7 @@ def main() -> None:
                 max_steps=steps, batch_size=args.batch_size, resume=False, eval_rows=0, processes=processes,
             )  # fmt: skip
             folder = Path(tmp) / f"v{variant}"
-            job = write_job(folder / "job", model_path, ModelConfig(), lora, cfg, train_records, [], folder, "cpu")
+            job = write_job(folder / "job", TrainJob(model_path, ModelConfig(), lora, cfg, train_records, [], folder, "cpu"))
             started = time.perf_counter()
             result, metrics = run_workers(job, processes, None, "cpu")
             wall = time.perf_counter() - started

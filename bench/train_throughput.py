@@ -35,12 +35,8 @@ from sentibridge.model.base import load_causal_lm, load_tokenizer  # noqa: E402
 from sentibridge.config import LoraConfig, ModelConfig, TrainConfig  # noqa: E402
 from sentibridge.model.instructions import build_records  # noqa: E402
 from sentibridge.model.precision import base_dtype, default_device, resolve_precision  # noqa: E402
-from sentibridge.model.training import (  # noqa: E402
-    add_lora,
-    collate,
-    encode_records,
-    train_lora,
-)
+from sentibridge.model.batching import collate, encode_records  # noqa: E402
+from sentibridge.model.training import TrainJob, add_lora, train_lora  # noqa: E402
 
 
 def steady_rate(tokens: list[float], seconds: list[float]) -> float:
@@ -60,7 +56,8 @@ def run_ours(model_path: str, tokenizer, records, train_cfg: TrainConfig, lora: 
             seconds.append(metrics["step_seconds"])
 
     with tempfile.TemporaryDirectory() as out:
-        result = train_lora(model, tokenizer, records, [], lora, train_cfg, Path(out), on_log, device, progress=False)
+        job = TrainJob(model_path, ModelConfig(), lora, train_cfg, records, [], Path(out), torch.device(device).type)
+        result = train_lora(model, tokenizer, job, on_log, progress=False)
     return {
         "tokens_per_s": steady_rate(tokens, seconds),
         "precision": result.precision,

@@ -18,7 +18,7 @@ from sentibridge.config import LoraConfig, ModelConfig, Settings, TrainConfig
 from sentibridge.home import resolve_home
 from sentibridge.model.precision import base_dtype, default_device, resolve_precision
 from sentibridge.model.launch import needs_workers, train_in_workers
-from sentibridge.model.training import train_lora
+from sentibridge.model.training import TrainJob, train_lora
 from steps.scratch import output_folder
 
 
@@ -69,27 +69,15 @@ def train(
     base = resolve_base_model(model_cfg, home.embedded_model)
     device = default_device()
     output_dir = home.runs / run_key(model_cfg, lora_cfg, train_cfg, train_records, val_records)
+    job = TrainJob(base, model_cfg, lora_cfg, train_cfg, train_records, val_records, output_dir, device.type)
     if needs_workers(train_cfg):
         # N data-parallel workers; their main rank's step metrics reach this run afterwards.
-        result = train_in_workers(
-            base, model_cfg, lora_cfg, train_cfg, train_records, val_records, output_dir,
-            on_log=tracking.log_step_metrics, device=device.type,
-        )  # fmt: skip
+        result = train_in_workers(job, on_log=tracking.log_step_metrics)
     else:
         precision = resolve_precision(train_cfg.precision, device)
         tokenizer = load_tokenizer(base, model_cfg)
         model = load_causal_lm(base, model_cfg, device, base_dtype(precision))
-        result = train_lora(
-            model,
-            tokenizer,
-            train_records,
-            val_records,
-            lora_cfg,
-            train_cfg,
-            output_dir,
-            on_log=tracking.log_step_metrics,
-            device=device,
-        )
+        result = train_lora(model, tokenizer, job, on_log=tracking.log_step_metrics)
     summary = {
         "base_model": model_cfg.base,
         "steps": result.steps,

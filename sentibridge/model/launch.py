@@ -19,8 +19,8 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import torch
 
 from sentibridge.config import LoraConfig, ModelConfig, TrainConfig
 from sentibridge.errors import ConfigError
-from sentibridge.model.training import OnLog, TrainResult
+from sentibridge.model.training import OnLog, TrainJob, TrainResult
 
 JOB = "job.json"
 RESULT = "result.json"
@@ -45,36 +45,42 @@ def needs_workers(train_cfg: TrainConfig) -> bool:
     return train_cfg.processes > 1 or train_cfg.accelerate_config is not None
 
 
-def write_job(
-    folder: Path,
-    base: str,
-    model_cfg: ModelConfig,
-    lora_cfg: LoraConfig,
-    train_cfg: TrainConfig,
-    train_records: Sequence[Mapping[str, Any]],
-    val_records: Sequence[Mapping[str, Any]],
-    output_dir: Path,
-    device: str,
-) -> Path:
-    """Write what the workers need into ``folder``; clears what an earlier attempt left. Returns job.json."""
+def write_job(folder: Path, job: TrainJob) -> Path:
+    """Write ``job`` for the workers into ``folder``; clears what an earlier attempt left. Returns job.json."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for stale in (*folder.glob("error-rank*.txt"), folder / RESULT, folder / METRICS):
         stale.unlink(missing_ok=True)
-    for name, records in (("train.jsonl", train_records), ("val.jsonl", val_records)):
+    for name, records in (("train.jsonl", job.train_records), ("val.jsonl", job.val_records)):
         with (folder / name).open("w", encoding="utf-8") as out:
             for record in records:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    job = {
-        "base": base,
-        "model": model_cfg.model_dump(mode="json"),
-        "lora": lora_cfg.model_dump(mode="json"),
-        "train": train_cfg.model_dump(mode="json"),
-        "output_dir": str(Path(output_dir).resolve()),
-        "device": device,
+    spec = {
+        "base": job.base,
+        "model": job.model.model_dump(mode="json"),
+        "lora": job.lora.model_dump(mode="json"),
+        "train": job.train.model_dump(mode="json"),
+        "output_dir": str(Path(job.output_dir).resolve()),
+        "device": job.device,
     }
-    (folder / JOB).write_text(json.dumps(job, indent=1), encoding="utf-8")
+    (folder / JOB).write_text(json.dumps(spec, indent=1), encoding="utf-8")
     return folder / JOB
+
+
+def read_job(job_file: Path) -> TrainJob:
+    """The ``TrainJob`` that ``write_job`` wrote (records read back from the JSONL files)."""
+    folder = Path(job_file).parent
+    spec = json.loads(Path(job_file).read_text(encoding="utf-8"))
+    return TrainJob(
+        base=spec["base"],
+        model=ModelConfig(**spec["model"]),
+        lora=LoraConfig(**spec["lora"]),
+        train=TrainConfig(**spec["train"]),
+        train_records=_read_jsonl(folder / "train.jsonl"),
+        val_records=_read_jsonl(folder / "val.jsonl"),
+        output_dir=Path(spec["output_dir"]),
+        device=spec["device"],
+    )
 
 
 def launch_command(job_file: Path, processes: int, accelerate_config: str | None, device: str) -> list[str]:
@@ -188,30 +194,17 @@ def _kill_group(proc: subprocess.Popen) -> None:
             continue
 
 
-def train_in_workers(
-    base: str,
-    model_cfg: ModelConfig,
-    lora_cfg: LoraConfig,
-    train_cfg: TrainConfig,
-    train_records: Sequence[Mapping[str, Any]],
-    val_records: Sequence[Mapping[str, Any]],
-    output_dir: Path,
-    on_log: OnLog | None = None,
-    device: str | None = None,
-    timeout: float | None = None,
-) -> TrainResult:
-    """``train_lora`` in ``train_cfg.processes`` launched workers; the job folder is ``output_dir/job``.
+def train_in_workers(job: TrainJob, on_log: OnLog | None = None, timeout: float | None = None) -> TrainResult:
+    """``train_lora`` in ``job.train.processes`` launched workers; the job folder is ``job.output_dir/job``.
 
     ``on_log`` gets the main rank's per-step metrics once the workers are done, in order.
-    ``device``: ``cpu`` or ``cuda`` (default: CUDA when available).
+    ``job.device``: ``cpu`` or ``cuda`` (default: CUDA when available).
     """
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    _check_launch(train_cfg, device)
-    output_dir = Path(output_dir)
-    job_file = write_job(
-        output_dir / "job", base, model_cfg, lora_cfg, train_cfg, train_records, val_records, output_dir, device
-    )
-    result, metrics = run_workers(job_file, train_cfg.processes, train_cfg.accelerate_config, device, timeout)
+    device = job.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    job = replace(job, device=device)
+    _check_launch(job.train, device)
+    job_file = write_job(Path(job.output_dir) / "job", job)
+    result, metrics = run_workers(job_file, job.train.processes, job.train.accelerate_config, device, timeout)
     for step, values in metrics:
         if on_log is not None:
             on_log(step, values)
@@ -232,14 +225,12 @@ def worker(job_file: Path) -> None:
     from sentibridge.model.training import make_accelerator, train_lora
 
     folder = Path(job_file).parent
-    job = json.loads(Path(job_file).read_text(encoding="utf-8"))
-    model_cfg, lora_cfg = ModelConfig(**job["model"]), LoraConfig(**job["lora"])
-    train_cfg = TrainConfig(**job["train"])
-    accelerator = make_accelerator(train_cfg, job["device"])
-    precision = resolve_precision(train_cfg.precision, accelerator.device)
-    tokenizer = load_tokenizer(job["base"], model_cfg)
+    job = read_job(job_file)
+    accelerator = make_accelerator(job.train, job.device)
+    precision = resolve_precision(job.train.precision, accelerator.device)
+    tokenizer = load_tokenizer(job.base, job.model)
     # Loaded on the CPU: train_lora places it (or FSDP/DeepSpeed shard it) on this rank's device.
-    model = load_causal_lm(job["base"], model_cfg, "cpu", base_dtype(precision))
+    model = load_causal_lm(job.base, job.model, "cpu", base_dtype(precision))
 
     metrics = (folder / METRICS).open("a", encoding="utf-8") if accelerator.is_main_process else None
 
@@ -248,17 +239,7 @@ def worker(job_file: Path) -> None:
         metrics.write(json.dumps({"step": step, "metrics": values}) + "\n")
         metrics.flush()
 
-    result = train_lora(
-        model,
-        tokenizer,
-        _read_jsonl(folder / "train.jsonl"),
-        _read_jsonl(folder / "val.jsonl"),
-        lora_cfg,
-        train_cfg,
-        Path(job["output_dir"]),
-        on_log=on_log,
-        accelerator=accelerator,
-    )
+    result = train_lora(model, tokenizer, job, on_log=on_log, accelerator=accelerator)
     if metrics is not None:
         metrics.close()
         payload = {**asdict(result), "adapter_dir": str(result.adapter_dir)}

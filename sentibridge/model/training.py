@@ -12,8 +12,9 @@ data-parallel workers (``sentibridge.model.launch``): every micro-batch is split
 the ranks, and the loss is normalised by the answer tokens of the whole global window, so N
 processes compute the gradient of one process with the same global batch.
 
-Checkpoints hold the adapter, optimizer, scheduler, each rank's RNG state and the step, and a
-resumed run gives the same adapter as an uninterrupted one.
+Checkpoints are ``Accelerator.save_state`` folders (optimizer, scheduler, every rank's RNG
+states; under FSDP and DeepSpeed their sharded states) plus the adapter and the step, so a
+resumed run, sharded or not, gives the same adapter as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -32,30 +33,46 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, set_seed
 from peft import LoraConfig as PeftLoraConfig
-from peft import PeftModel, get_peft_model, set_peft_model_state_dict
+from peft import PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 from peft.utils.other import fsdp_auto_wrap_policy
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
-from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from sentibridge.config import LoraConfig, ModelConfig, TrainConfig
 from sentibridge.model.base import decoder_and_head, head_logits
-from sentibridge.config import LoraConfig, TrainConfig
-from sentibridge.model.instructions import encode_example
+from sentibridge.model.batching import (
+    IGNORE_INDEX,
+    Example,
+    answer_tokens,
+    encode_records,
+    epoch_batches,
+    shard_batch,
+)
 from sentibridge.model.precision import Precision, autocast, resolve_precision
 
 OnLog = Callable[[int, dict[str, float]], None]
 
-IGNORE_INDEX = -100
 _SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
+_STATE = "trainer_state.json"
 
 
 @dataclass(frozen=True)
-class Example:
-    """One tokenized record: prompt + answer ids; the loss covers ids from ``prompt_len`` on."""
+class TrainJob:
+    """One training run's inputs: what the step hands the loop, or the launcher each worker.
 
-    input_ids: list[int]
-    prompt_len: int
+    ``base`` is the base model's folder or hub id (workers load it; in-process callers pass the
+    loaded model and may leave it empty); ``device`` is ``cpu``, ``cuda`` or None (CUDA when available).
+    """
+
+    base: str
+    model: ModelConfig
+    lora: LoraConfig
+    train: TrainConfig
+    train_records: Sequence[Mapping[str, Any]]
+    val_records: Sequence[Mapping[str, Any]]
+    output_dir: Path
+    device: str | None = None
 
 
 @dataclass
@@ -75,51 +92,11 @@ class TrainResult:
     rank_checksums: list[float] = field(default_factory=list)
 
 
-# --- data ------------------------------------------------------------------------------
-
-
-def encode_records(records: Sequence[Mapping[str, Any]], tokenizer: PreTrainedTokenizerBase) -> list[Example]:
-    """Tokenize records with the shared prompt format (``instructions.encode_example``)."""
-    return [Example(*encode_example(tokenizer, record)) for record in records]
-
-
-def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a batch; ``labels`` are the input ids with prompt and padding set to -100."""
-    width = max(len(e.input_ids) for e in examples)
-    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
-    for row, example in enumerate(examples):
-        ids = torch.tensor(example.input_ids, dtype=torch.long)
-        input_ids[row, : len(ids)] = ids
-        attention_mask[row, : len(ids)] = 1
-        labels[row, example.prompt_len : len(ids)] = ids[example.prompt_len :]
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-
-
-def epoch_batches(
-    lengths: Sequence[int], batch_size: int, seed: int, epoch: int, group_by_length: bool
-) -> list[list[int]]:
-    """Batches of example indices for one epoch, a pure function of (seed, epoch).
-
-    Being pure is what lets a resumed run pick up mid-epoch on exactly the same batches. With
-    ``group_by_length`` the order is transformers' ``LengthGroupedSampler``'s (similar lengths
-    share a batch, so rows pad little; the longest batch first, so memory problems show up at
-    once), else a plain shuffle.
-    """
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    if group_by_length:
-        order = list(LengthGroupedSampler(batch_size, lengths=list(lengths), generator=generator))
-    else:
-        order = torch.randperm(len(lengths), generator=generator).tolist()
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
 # --- loss ------------------------------------------------------------------------------
 
 
-def answer_loss_sum(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """Summed cross-entropy over answer tokens, and their count.
+def answer_loss_sum(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy over answer tokens, and their count (a tensor: no host sync, no graph break).
 
     Logits only at answer positions: the body gives hidden states, the positions whose next
     token is an answer token are gathered, and the lm_head (262k rows for Gemma) runs on those
@@ -132,8 +109,7 @@ def answer_loss_sum(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -
     targets = batch["labels"][:, 1:]
     mask = targets != IGNORE_INDEX
     logits = head_logits(model, hidden[:, :-1][mask])
-    loss = F.cross_entropy(logits, targets[mask], reduction="sum")
-    return loss, int(mask.sum())
+    return F.cross_entropy(logits, targets[mask], reduction="sum"), mask.sum()
 
 
 class AnswerLoss(torch.nn.Module):
@@ -150,26 +126,6 @@ class AnswerLoss(torch.nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         loss, _ = answer_loss_sum(self.model, {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels})
         return loss
-
-
-def answer_tokens(example: Example) -> int:
-    """Loss targets of one example: the ids after the prompt (position 0 is never a target)."""
-    return len(example.input_ids) - max(example.prompt_len, 1)
-
-
-def shard_batch(examples: Sequence[Example], rank: int, world_size: int, pad_id: int) -> dict[str, torch.Tensor]:
-    """This rank's rows (``rank::world_size``) of a global micro-batch, collated.
-
-    Strided rows of a length-grouped batch have similar lengths on every rank. A rank left
-    without rows gets the first row with no loss targets: every rank must run forward and
-    backward for the gradient all-reduce, and a zero loss adds nothing to the sum.
-    """
-    rows = list(examples[rank::world_size])
-    if rows:
-        return collate(rows, pad_id)
-    batch = collate(list(examples[:1]), pad_id)
-    batch["labels"].fill_(IGNORE_INDEX)
-    return batch
 
 
 # --- model -----------------------------------------------------------------------------
@@ -220,33 +176,14 @@ def evaluate_loss(
 # --- checkpoints -----------------------------------------------------------------------
 
 
-def _checkpoint_dirs(output_dir: Path) -> list[tuple[int, Path]]:
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """The finished checkpoint with the highest step in ``output_dir``, if any."""
     found = []
     for path in Path(output_dir).glob("checkpoint-*"):
         suffix = path.name.split("-", 1)[1]
-        if suffix.isdigit() and (path / "trainer_state.json").is_file():
+        if suffix.isdigit() and (path / _STATE).is_file():
             found.append((int(suffix), path))
-    return sorted(found)
-
-
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    """The finished checkpoint with the highest step in ``output_dir``, if any."""
-    found = _checkpoint_dirs(output_dir)
-    return found[-1][1] if found else None
-
-
-def _rng_state() -> dict[str, torch.Tensor]:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-    return state
-
-
-def _set_rng_state(state: Mapping[str, torch.Tensor]) -> None:
-    torch.set_rng_state(state["torch"])
-    cuda = [state[f"cuda{i}"] for i in range(torch.cuda.device_count()) if f"cuda{i}" in state]
-    if cuda and len(cuda) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda)
+    return max(found)[1] if found else None
 
 
 def adapter_state(accelerator: Accelerator, wrapped: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -259,41 +196,43 @@ def adapter_state(accelerator: Accelerator, wrapped: torch.nn.Module) -> dict[st
     return {key.removeprefix("model."): value for key, value in state.items()}
 
 
-def save_checkpoint(
-    output_dir: Path,
-    step: int,
-    accelerator: Accelerator,
-    wrapped: torch.nn.Module,
-    peft_model: PeftModel,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    state: Mapping[str, Any],
-) -> Path:
-    """Write ``output_dir/checkpoint-<step>`` atomically (temp folder, then rename); call on all ranks.
+def keep_adapter_only(accelerator: Accelerator, peft_model: PeftModel) -> None:
+    """Make ``save_state``/``load_state`` keep the LoRA weights alone where Accelerate handles the model.
 
-    The main process writes the adapter, optimizer, scheduler and trainer state; every rank
-    writes its own RNG state (dropout masks differ per rank), so a resumed run continues each
-    rank's random stream exactly.
+    A replicated model would otherwise be saved whole (the frozen base too) at every checkpoint;
+    the hooks swap it for the adapter, as safetensors. FSDP and DeepSpeed models are saved by
+    their own (sharded) code paths and never reach these hooks.
     """
-    output_dir = Path(output_dir)
-    target = output_dir / f"checkpoint-{step}"
-    tmp = output_dir / f".checkpoint-{step}.tmp"
-    weights = adapter_state(accelerator, wrapped)
-    if accelerator.is_main_process:
-        if tmp.exists():  # left by a run killed while saving
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
+
+    def save(models: list, weights: list, output_dir: str) -> None:
+        if weights:
+            weights.pop()
+            if accelerator.is_main_process:
+                peft_model.save_pretrained(output_dir, state_dict=get_peft_model_state_dict(peft_model))
+
+    def load(models: list, input_dir: str) -> None:
+        if models:
+            models.pop()
+            set_peft_model_state_dict(peft_model, load_file(Path(input_dir) / "adapter_model.safetensors"))
+
+    accelerator.register_save_state_pre_hook(save)
+    accelerator.register_load_state_pre_hook(load)
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, losses: Sequence[float]) -> Path:
+    """``output_dir/checkpoint-<step>``: ``accelerator.save_state`` plus the step; call on all ranks.
+
+    Written to a temporary folder and renamed once every rank is done, so a run killed while
+    saving never leaves a checkpoint that looks finished.
+    """
+    target, tmp = Path(output_dir) / f"checkpoint-{step}", Path(output_dir) / f".checkpoint-{step}.tmp"
+    if accelerator.is_main_process and tmp.exists():  # left by a run killed while saving
+        shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
-    torch.save(_rng_state(), tmp / f"rng-{accelerator.process_index}.pt")
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()  # every rank's states are in before the rename
     if accelerator.is_main_process:
-        peft_model.save_pretrained(tmp, state_dict=weights)  # adapter_model.safetensors + adapter_config.json
-        # Optimizer/scheduler/RNG states are ours and hold only tensors and plain values, so they
-        # round-trip through torch.save and torch.load(weights_only=True).
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **state}, indent=1), encoding="utf-8")
-    accelerator.wait_for_everyone()  # every rank's RNG file is in before the rename
-    if accelerator.is_main_process:
+        (tmp / _STATE).write_text(json.dumps({"step": step, "losses": list(losses)}, indent=1), encoding="utf-8")
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)
@@ -301,16 +240,11 @@ def save_checkpoint(
     return target
 
 
-def load_checkpoint(
-    checkpoint: Path, model: PeftModel, optimizer: torch.optim.Optimizer, scheduler: Any, rank: int = 0
-) -> dict[str, Any]:
-    """Restore adapter, optimizer, scheduler and this rank's RNG from ``checkpoint``; return its trainer state."""
-    weights = load_file(checkpoint / "adapter_model.safetensors")
-    set_peft_model_state_dict(model, weights)
-    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
-    scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
-    _set_rng_state(torch.load(checkpoint / f"rng-{rank}.pt", weights_only=True))
-    return json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+def load_checkpoint(accelerator: Accelerator, checkpoint: Path) -> tuple[int, list[float]]:
+    """Restore a ``save_checkpoint`` folder into the prepared objects; returns (step, losses so far)."""
+    accelerator.load_state(str(checkpoint))
+    state = json.loads((checkpoint / _STATE).read_text(encoding="utf-8"))
+    return int(state["step"]), list(state["losses"])
 
 
 # --- training --------------------------------------------------------------------------
@@ -352,50 +286,34 @@ def rank_checksums(accelerator: Accelerator, params: Sequence[torch.Tensor]) -> 
     return sums
 
 
-def train_lora(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    train_records: Sequence[Mapping[str, Any]],
-    val_records: Sequence[Mapping[str, Any]],
-    lora_cfg: LoraConfig,
-    train_cfg: TrainConfig,
-    output_dir: Path,
-    on_log: OnLog | None = None,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-    accelerator: Accelerator | None = None,
-) -> TrainResult:
-    """Fine-tune a LoRA adapter on ``train_records``; the adapter lands in ``output_dir/adapter``.
+def _sharded(accelerator: Accelerator) -> bool:
+    return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
 
-    ``model`` is the base causal LM; load it in ``base_dtype(resolve_precision(...))`` to avoid
-    per-step weight casts (an fp32 run upcasts a bf16 model). The model is wrapped with peft in
-    place. Micro-batches form one endless stream over epochs, and optimiser step ``k`` consumes
-    micro-batches ``k*GA .. k*GA+GA-1``, each split row-wise across the processes; with epoch
-    batches a pure function of the seed this makes resuming exact. ``train_cfg.batch_size`` is
-    the global micro-batch, so the number of processes changes neither steps nor the schedule.
 
-    Run by every worker under a launcher, ``accelerator`` (default: ``make_accelerator``) knows
-    the rank; only the main process calls ``on_log(step, metrics)`` (loss, learning_rate,
-    tokens_per_s after every step, eval_loss at the end), shows progress and writes files.
-    """
-    if not train_records:
-        raise ValueError("train_lora needs at least one training record")
-    accelerator = accelerator or make_accelerator(train_cfg, device)
-    device = accelerator.device
-    rank, world = accelerator.process_index, accelerator.num_processes
-    main = accelerator.is_main_process
-    precision = resolve_precision(train_cfg.precision, device)
-    output_dir = Path(output_dir)
-    log = (on_log if main else None) or (lambda step, metrics: None)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+@dataclass
+class _Run:
+    """The prepared objects of one run, and where it starts."""
 
-    set_seed(train_cfg.seed)  # the same LoRA initialisation on every rank
+    peft_model: PeftModel
+    wrapped: torch.nn.Module
+    optimizer: Any
+    scheduler: Any
+    params: list[torch.Tensor]
+    steps: int
+    n_batches: int
+    start_step: int
+    losses: list[float]
+
+
+def _prepare(model: PreTrainedModel, n_examples: int, job: TrainJob, accelerator: Accelerator, precision: Precision) -> _Run:
+    """LoRA on ``model``, optimizer and schedule prepared by Accelerate; resumed from the latest checkpoint."""
+    cfg = job.train
+    set_seed(cfg.seed)  # the same LoRA initialisation on every rank
     if precision == "fp32" and model.dtype != torch.float32:
         model = model.float()
-    sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
-    if not sharded:  # FSDP/DeepSpeed place (and shard) the weights in prepare
-        model.to(device)
-    peft_model = add_lora(model, lora_cfg)
+    if not _sharded(accelerator):  # FSDP/DeepSpeed place (and shard) the weights in prepare
+        model.to(accelerator.device)
+    peft_model = add_lora(model, job.lora)
     peft_model.train()
     if accelerator.distributed_type == DistributedType.FSDP:
         # Wrap the LoRA layers in their own units (peft's policy) so frozen and trainable
@@ -404,113 +322,151 @@ def train_lora(
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
         # DeepSpeed wants the per-GPU batch, which it would otherwise read off a prepared
         # DataLoader; this loop has none.
-        per_rank = math.ceil(train_cfg.batch_size / world)
+        per_rank = math.ceil(cfg.batch_size / accelerator.num_processes)
         accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = per_rank
-
-    examples = encode_records(train_records, tokenizer)
-    eval_examples = encode_records(list(val_records)[: train_cfg.eval_rows], tokenizer)
-    lengths = [len(e.input_ids) for e in examples]
-    n_batches = math.ceil(len(examples) / train_cfg.batch_size)
-    steps = total_steps(n_batches, train_cfg)
-    accum = train_cfg.gradient_accumulation_steps
-
+    n_batches = math.ceil(n_examples / cfg.batch_size)
+    steps = total_steps(n_batches, cfg)
     params = [p for p in peft_model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=train_cfg.learning_rate, weight_decay=train_cfg.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = get_scheduler(
-        _SCHEDULERS[train_cfg.lr_scheduler],
-        optimizer,
-        num_warmup_steps=math.ceil(train_cfg.warmup_ratio * steps),
-        num_training_steps=steps,
+        _SCHEDULERS[cfg.lr_scheduler], optimizer, num_warmup_steps=math.ceil(cfg.warmup_ratio * steps), num_training_steps=steps
     )
-
-    start_step, losses = 0, []
-    checkpoint = latest_checkpoint(output_dir) if train_cfg.resume and not sharded else None
-    if checkpoint is not None:
-        state = load_checkpoint(checkpoint, peft_model, optimizer, scheduler, rank)
-        start_step, losses = int(state["step"]), list(state["losses"])
+    keep_adapter_only(accelerator, peft_model)
     wrapped, optimizer, scheduler = accelerator.prepare(AnswerLoss(peft_model), optimizer, scheduler)
+    run = _Run(peft_model, wrapped, optimizer, scheduler, params, steps, n_batches, 0, [])
+    checkpoint = latest_checkpoint(job.output_dir) if cfg.resume else None
+    if checkpoint is not None:
+        run.start_step, run.losses = load_checkpoint(accelerator, checkpoint)
+    return run
 
-    cache: dict[int, list[list[int]]] = {}
+
+def _step(run: _Run, window: Sequence[Sequence[Example]], accelerator: Accelerator, job: TrainJob, pad_id: int, precision: Precision) -> tuple[float, float, float]:
+    """One optimiser step over ``window`` (GA micro-batches); returns (loss per answer token, tokens, lr).
+
+    The loss is normalised by the answer tokens of the whole global window (all ranks, all
+    micro-batches), so GA x B rows over N processes equal one batch of GA*B rows. Every rank
+    knows every row, so the count needs no communication. Accelerate divides the loss by GA
+    and DDP averages over the ranks; the scale undoes both.
+    """
+    world, device = accelerator.num_processes, accelerator.device
+    window_tokens = sum(answer_tokens(e) for batch in window for e in batch)
+    scale = world * len(window) / max(window_tokens, 1)
+    local = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, input tokens
+    for rows in window:
+        batch = {k: v.to(device) for k, v in shard_batch(rows, accelerator.process_index, world, pad_id).items()}
+        with accelerator.accumulate(run.wrapped):
+            with autocast(precision, device):
+                loss_sum = run.wrapped(**batch)
+            accelerator.backward(loss_sum * scale)
+        local += torch.stack([loss_sum.detach().double(), batch["attention_mask"].sum().double()])
+    accelerator.clip_grad_norm_(run.wrapped.parameters(), job.train.max_grad_norm)
+    learning_rate = run.scheduler.get_last_lr()[0]
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    step_loss, step_tokens = accelerator.reduce(local, "sum").tolist()
+    return step_loss / max(window_tokens, 1), step_tokens, learning_rate
+
+
+def train_lora(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    job: TrainJob,
+    on_log: OnLog | None = None,
+    progress: bool = True,
+    accelerator: Accelerator | None = None,
+) -> TrainResult:
+    """Fine-tune a LoRA adapter on ``job.train_records``; the adapter lands in ``job.output_dir/adapter``.
+
+    ``model`` is the base causal LM; load it in ``base_dtype(resolve_precision(...))`` to avoid
+    per-step weight casts (an fp32 run upcasts a bf16 model). It is wrapped with peft in place.
+    """
+    if not job.train_records:
+        raise ValueError("train_lora needs at least one training record")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    examples = encode_records(job.train_records, tokenizer)
+    eval_examples = encode_records(list(job.val_records)[: job.train.eval_rows], tokenizer)
+    return train_examples(model, examples, eval_examples, pad_id, job, on_log, progress, accelerator)
+
+
+def train_examples(
+    model: PreTrainedModel,
+    examples: Sequence[Example],
+    eval_examples: Sequence[Example],
+    pad_id: int,
+    job: TrainJob,
+    on_log: OnLog | None = None,
+    progress: bool = True,
+    accelerator: Accelerator | None = None,
+) -> TrainResult:
+    """``train_lora`` on tokenized examples (benchmarks feed synthetic ones).
+
+    Micro-batches form one endless stream over epochs, and optimiser step ``k`` consumes
+    micro-batches ``k*GA .. k*GA+GA-1``, each split row-wise across the processes; with epoch
+    batches a pure function of the seed this makes resuming exact. ``train.batch_size`` is the
+    global micro-batch, so the number of processes changes neither steps nor the schedule.
+    Run by every worker under a launcher, ``accelerator`` (default: ``make_accelerator``) knows
+    the rank; only the main process calls ``on_log(step, metrics)`` (loss, learning_rate,
+    tokens_per_s after every step, eval_loss at the end), shows progress and writes files.
+    """
+    cfg = job.train
+    accelerator = accelerator or make_accelerator(cfg, job.device)
+    precision = resolve_precision(cfg.precision, accelerator.device)
+    log = (on_log if accelerator.is_main_process else None) or (lambda step, metrics: None)
+    run = _prepare(model, len(examples), job, accelerator, precision)
+    lengths, accum, epochs = [len(e.input_ids) for e in examples], cfg.gradient_accumulation_steps, {}
 
     def micro_batch(index: int) -> list[Example]:
-        epoch, offset = divmod(index, n_batches)
-        if epoch not in cache:
-            cache.clear()
-            cache[epoch] = epoch_batches(lengths, train_cfg.batch_size, train_cfg.seed, epoch, train_cfg.group_by_length)
-        return [examples[k] for k in cache[epoch][offset]]
+        epoch, offset = divmod(index, run.n_batches)
+        if epoch not in epochs:
+            epochs.clear()
+            epochs[epoch] = epoch_batches(lengths, cfg.batch_size, cfg.seed, epoch, cfg.group_by_length)
+        return [examples[k] for k in epochs[epoch][offset]]
 
-    bar = tqdm(total=steps, initial=start_step, desc="train", disable=not (progress and main), dynamic_ncols=True)
+    bar = tqdm(total=run.steps, initial=run.start_step, desc="train", disable=not (progress and accelerator.is_main_process), dynamic_ncols=True)
     tokens_seen, started = 0, time.perf_counter()
-    for step in range(start_step, steps):
+    for step in range(run.start_step, run.steps):
         step_started = time.perf_counter()
-        window = [micro_batch(step * accum + i) for i in range(accum)]
-        # Normalise by the answer tokens of the whole global window (all ranks, all micro-batches),
-        # so GA x B rows over N processes equal one batch of GA*B rows. Every rank knows every
-        # row, so the count needs no communication. Accelerate divides the loss by GA and DDP
-        # averages over the ranks; the factor undoes both.
-        window_tokens = sum(answer_tokens(e) for batch in window for e in batch)
-        scale = world * accum / max(window_tokens, 1)
-        local = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, input tokens
-        for rows in window:
-            batch = {k: v.to(device) for k, v in shard_batch(rows, rank, world, pad_id).items()}
-            with accelerator.accumulate(wrapped):
-                with autocast(precision, device):
-                    loss_sum = wrapped(**batch)
-                accelerator.backward(loss_sum * scale)
-            local += torch.stack([loss_sum.detach().double(), batch["attention_mask"].sum().double()])
-        accelerator.clip_grad_norm_(wrapped.parameters(), train_cfg.max_grad_norm)
-        learning_rate = scheduler.get_last_lr()[0]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-
-        step_loss, step_tokens = accelerator.reduce(local, "sum").tolist()
+        loss, tokens, learning_rate = _step(run, [micro_batch(step * accum + i) for i in range(accum)], accelerator, job, pad_id, precision)
         seconds = time.perf_counter() - step_started
-        tokens_seen += int(step_tokens)
-        loss_value = step_loss / max(window_tokens, 1)
-        losses.append(loss_value)
+        tokens_seen += int(tokens)
+        run.losses.append(loss)
         done = step + 1
-        # Checkpoints hold whole optimizer states: under FSDP/ZeRO-3 those are sharded, so such
-        # runs keep no checkpoints (and cannot resume) rather than write unusable ones.
-        due = done == steps or (train_cfg.checkpoint_every and done % train_cfg.checkpoint_every == 0)
-        if due and not sharded:
-            save_checkpoint(output_dir, done, accelerator, wrapped, peft_model, optimizer, scheduler, {"losses": losses})
+        if done == run.steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
+            save_checkpoint(accelerator, job.output_dir, done, run.losses)
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_value:.4f}")
-        log(
-            done,
-            {
-                "loss": loss_value,
-                "learning_rate": learning_rate,
-                "tokens_per_s": step_tokens / seconds,
-                "tokens": float(step_tokens),
-                "step_seconds": seconds,
-                "epoch": (done * accum) / n_batches,
-            },
-        )
+        bar.set_postfix(loss=f"{loss:.4f}")
+        metrics = {"loss": loss, "learning_rate": learning_rate, "tokens_per_s": tokens / seconds, "tokens": tokens}
+        log(done, {**metrics, "step_seconds": seconds, "epoch": (done * accum) / run.n_batches})
     bar.close()
     train_seconds = time.perf_counter() - started
+    return _finish(run, eval_examples, pad_id, job, accelerator, precision, log, tokens_seen, train_seconds)
 
+
+def _finish(
+    run: _Run, eval_examples: Sequence[Example], pad_id: int, job: TrainJob, accelerator: Accelerator,
+    precision: Precision, log: OnLog, tokens_seen: int, train_seconds: float,
+) -> TrainResult:  # fmt: skip
+    """Eval loss, the rank check and the adapter (written by the main process)."""
     eval_loss = None
     if eval_examples:
-        eval_loss = evaluate_loss(wrapped, eval_examples, train_cfg.batch_size, pad_id, precision, accelerator)
-        log(steps, {"eval_loss": eval_loss})
-
-    checksums = rank_checksums(accelerator, params) if not sharded else []
-    adapter_dir = output_dir / "adapter"
-    weights = adapter_state(accelerator, wrapped)
-    if main:
-        peft_model.save_pretrained(adapter_dir, state_dict=weights)
+        eval_loss = evaluate_loss(run.wrapped, eval_examples, job.train.batch_size, pad_id, precision, accelerator)
+        log(run.steps, {"eval_loss": eval_loss})
+    checksums = rank_checksums(accelerator, run.params) if not _sharded(accelerator) else []
+    adapter_dir = Path(job.output_dir) / "adapter"
+    weights = adapter_state(accelerator, run.wrapped)
+    if accelerator.is_main_process:
+        run.peft_model.save_pretrained(adapter_dir, state_dict=weights)
     accelerator.wait_for_everyone()
     return TrainResult(
         adapter_dir=adapter_dir,
-        steps=steps,
-        train_loss=sum(losses) / max(len(losses), 1),
+        steps=run.steps,
+        train_loss=sum(run.losses) / max(len(run.losses), 1),
         eval_loss=eval_loss,
         tokens_per_s=tokens_seen / train_seconds if train_seconds > 0 and tokens_seen else 0.0,
         train_seconds=train_seconds,
         precision=precision,
-        resumed_from=start_step,
-        world_size=world,
+        resumed_from=run.start_step,
+        world_size=accelerator.num_processes,
         rank_checksums=checksums,
     )

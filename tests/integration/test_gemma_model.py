@@ -13,7 +13,7 @@ from sentibridge.config import LoraConfig, ModelConfig, TrainConfig
 from sentibridge.model.instructions import SERVING_TEMPLATE, build_records, label_token_ids
 from sentibridge.model.precision import base_dtype, resolve_precision
 from sentibridge.inference.scoring import score_records
-from sentibridge.model.training import train_lora
+from sentibridge.model.training import TrainJob, train_lora
 from tests.conftest import converted_model_dir
 
 pytestmark = pytest.mark.integration
@@ -52,8 +52,6 @@ def test_scoring_and_one_training_step(model_dir, tmp_path):
     records = build_records(ROWS, tokenizer, cfg.max_length, seed=0, template=SERVING_TEMPLATE)
     result = score_records(model, tokenizer, records, batch_size=4, device="cpu", precision=precision, progress=False)
     assert result.probs.shape == (4, 3)
-    train = train_lora(
-        model, tokenizer, records, records, LoraConfig(), TrainConfig(max_steps=1, batch_size=4, eval_rows=4),
-        tmp_path, device="cpu", progress=False,
-    )
+    job = TrainJob(model_dir, cfg, LoraConfig(), TrainConfig(max_steps=1, batch_size=4, eval_rows=4), records, records, tmp_path, "cpu")
+    train = train_lora(model, tokenizer, job, progress=False)
     assert train.steps == 1 and train.eval_loss is not None and (train.adapter_dir / "adapter_config.json").is_file()

@@ -20,7 +20,8 @@ from sentibridge.config import LoraConfig, ModelConfig, TrainConfig, load_settin
 from sentibridge.errors import ConfigError
 from sentibridge.model.base import load_causal_lm, load_tokenizer
 from sentibridge.model.launch import WorkerFailed, launch_command, train_in_workers
-from sentibridge.model.training import IGNORE_INDEX, encode_records, latest_checkpoint, shard_batch, train_lora
+from sentibridge.model.batching import IGNORE_INDEX, encode_records, shard_batch
+from sentibridge.model.training import TrainJob, latest_checkpoint, train_lora
 from tests.conftest import REPO
 from tests.unit.model.test_training import records  # noqa: F401 - the same records fixture
 
@@ -66,7 +67,11 @@ def _assert_same_adapter(a: Path, b: Path, atol: float) -> None:
 def _in_process(model_dir: Path, records, cfg: TrainConfig, output_dir: Path):
     tokenizer = load_tokenizer(str(model_dir), ModelConfig())
     model = load_causal_lm(str(model_dir), ModelConfig())
-    return train_lora(model, tokenizer, records, records, LORA, cfg, output_dir, device="cpu", progress=False)
+    return train_lora(model, tokenizer, _job(model_dir, records, cfg, output_dir), progress=False)
+
+
+def _job(model_dir, records, cfg: TrainConfig, output_dir: Path, lora: LoraConfig = LORA) -> TrainJob:
+    return TrainJob(str(model_dir), ModelConfig(), lora, cfg, records, records, output_dir, "cpu")
 
 
 def test_shard_batch_splits_rows_and_pads_an_empty_rank(records, gemma_tokenizer):
@@ -83,9 +88,8 @@ def test_shard_batch_splits_rows_and_pads_an_empty_rank(records, gemma_tokenizer
 def test_two_processes_train_the_one_process_adapter(tiny_model_dir, records, tmp_path):
     logged: list[tuple[int, dict]] = []
     two = train_in_workers(
-        str(tiny_model_dir), ModelConfig(), LORA, _cfg(), records, records, tmp_path / "two",
-        on_log=lambda step, m: logged.append((step, m)), device="cpu", timeout=TIMEOUT,
-    )  # fmt: skip
+        _job(tiny_model_dir, records, _cfg(), tmp_path / "two"), on_log=lambda step, m: logged.append((step, m)), timeout=TIMEOUT
+    )
     one = _in_process(tiny_model_dir, records, _cfg(processes=1), tmp_path / "one")
 
     assert (two.world_size, one.world_size) == (2, 1)
@@ -119,14 +123,14 @@ def test_killed_worker_is_named_and_the_run_resumes_exactly(tiny_model_dir, reco
     # Dropout on: resuming must restore each rank's own random stream.
     lora = LORA.model_copy(update={"dropout": 0.1})
     cfg = _cfg(max_steps=30, checkpoint_every=2, batch_size=2)
-    args = (str(tiny_model_dir), ModelConfig(), lora, cfg, records, records)
-    train_in_workers(*args, tmp_path / "straight", device="cpu", timeout=TIMEOUT)
+    train_in_workers(_job(tiny_model_dir, records, cfg, tmp_path / "straight", lora), timeout=TIMEOUT)
+    killed = _job(tiny_model_dir, records, cfg, tmp_path / "killed", lora)
 
     failure: list[BaseException] = []
 
     def interrupted() -> None:
         try:
-            train_in_workers(*args, tmp_path / "killed", device="cpu", timeout=TIMEOUT)
+            train_in_workers(killed, timeout=TIMEOUT)
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             failure.append(exc)
 
@@ -148,7 +152,7 @@ def test_killed_worker_is_named_and_the_run_resumes_exactly(tiny_model_dir, reco
     checkpoint = latest_checkpoint(tmp_path / "killed")
     assert checkpoint is not None and int(checkpoint.name.split("-")[1]) < 30
 
-    resumed = train_in_workers(*args, tmp_path / "killed", device="cpu", timeout=TIMEOUT)
+    resumed = train_in_workers(killed, timeout=TIMEOUT)
     assert 2 <= resumed.resumed_from < 30 and resumed.world_size == 2
     _assert_same_adapter(tmp_path / "straight", tmp_path / "killed", atol=1e-6)
 
@@ -172,7 +176,7 @@ def test_processes_setting_and_a_missing_accelerate_config(records, tmp_path):
         load_settings(overrides=["train.processes=0"])
     cfg = _cfg(accelerate_config=str(tmp_path / "nope.yaml"))
     with pytest.raises(ConfigError, match="accelerate_config"):
-        train_in_workers("unused", ModelConfig(), LORA, cfg, records, records, tmp_path, device="cpu")
+        train_in_workers(_job("unused", records, cfg, tmp_path))
 
 
 @pytest.mark.parametrize(

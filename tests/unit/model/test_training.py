@@ -7,19 +7,11 @@ import pytest
 import torch
 from peft import get_peft_model_state_dict
 
-from sentibridge.config import LoraConfig, TrainConfig
+from sentibridge.config import LoraConfig, ModelConfig, TrainConfig
 from sentibridge.model.instructions import build_records
 from sentibridge.model.precision import cpu_supports_bf16, resolve_precision
-from sentibridge.model.training import (
-    IGNORE_INDEX,
-    add_lora,
-    answer_loss_sum,
-    collate,
-    encode_records,
-    epoch_batches,
-    latest_checkpoint,
-    train_lora,
-)
+from sentibridge.model.batching import IGNORE_INDEX, collate, encode_records, epoch_batches
+from sentibridge.model.training import TrainJob, add_lora, answer_loss_sum, latest_checkpoint, train_lora
 
 TEXTS = [
     ("I love this, wonderful!", 2, "en"),
@@ -54,6 +46,10 @@ def _train_cfg(**overrides) -> TrainConfig:
         eval_rows=4, resume=True, checkpoint_every=0,
     )
     return TrainConfig(**{**base, **overrides})
+
+
+def _job(records, val, cfg: TrainConfig, output_dir) -> TrainJob:
+    return TrainJob("", ModelConfig(), LORA, cfg, records, val, output_dir, "cpu")
 
 
 def test_collate_masks_prompt_and_padding(records, gemma_tokenizer):
@@ -117,8 +113,7 @@ def test_training_reduces_loss(records, gemma_tokenizer, tiny_gemma, tmp_path):
     logged = []
     cfg = _train_cfg(max_steps=12, learning_rate=1e-1, warmup_ratio=0.0, lr_scheduler="constant")
     result = train_lora(
-        tiny_gemma(0), gemma_tokenizer, records, records, LORA, cfg, tmp_path,
-        on_log=lambda step, m: logged.append((step, m)), device="cpu", progress=False,
+        tiny_gemma(0), gemma_tokenizer, _job(records, records, cfg, tmp_path), on_log=lambda step, m: logged.append((step, m)), progress=False
     )
     losses = [m["loss"] for _, m in logged if "loss" in m]
     assert len(losses) == 12 and result.steps == 12
@@ -127,7 +122,12 @@ def test_training_reduces_loss(records, gemma_tokenizer, tiny_gemma, tmp_path):
     assert logged[-1] == (12, {"eval_loss": result.eval_loss})
     assert result.precision == "fp32" and result.tokens_per_s > 0
     assert (result.adapter_dir / "adapter_model.safetensors").is_file()
-    assert latest_checkpoint(tmp_path).name == "checkpoint-12"
+    checkpoint = latest_checkpoint(tmp_path)
+    assert checkpoint.name == "checkpoint-12"
+    # Accelerate's save_state layout, with the adapter in place of the whole model.
+    saved = {path.name for path in checkpoint.iterdir()}
+    assert {"optimizer.bin", "scheduler.bin", "random_states_0.pkl", "adapter_model.safetensors"} <= saved
+    assert not saved & {"model.safetensors", "pytorch_model.bin"}
 
 
 def _adapter_state(output_dir):
@@ -138,7 +138,7 @@ def _adapter_state(output_dir):
 
 def test_resume_matches_uninterrupted_run(records, gemma_tokenizer, tiny_gemma, tmp_path):
     cfg = _train_cfg(max_steps=6, checkpoint_every=2, gradient_accumulation_steps=2, batch_size=2)
-    straight = train_lora(tiny_gemma(0), gemma_tokenizer, records, records, LORA, cfg, tmp_path / "a", device="cpu", progress=False)
+    straight = train_lora(tiny_gemma(0), gemma_tokenizer, _job(records, records, cfg, tmp_path / "a"), progress=False)
 
     class Crash(Exception):
         pass
@@ -148,9 +148,9 @@ def test_resume_matches_uninterrupted_run(records, gemma_tokenizer, tiny_gemma, 
             raise Crash
 
     with pytest.raises(Crash):
-        train_lora(tiny_gemma(0), gemma_tokenizer, records, records, LORA, cfg, tmp_path / "b", crash_at_3, "cpu", False)
+        train_lora(tiny_gemma(0), gemma_tokenizer, _job(records, records, cfg, tmp_path / "b"), crash_at_3, False)
     assert latest_checkpoint(tmp_path / "b").name == "checkpoint-2"
-    resumed = train_lora(tiny_gemma(0), gemma_tokenizer, records, records, LORA, cfg, tmp_path / "b", device="cpu", progress=False)
+    resumed = train_lora(tiny_gemma(0), gemma_tokenizer, _job(records, records, cfg, tmp_path / "b"), progress=False)
 
     assert resumed.resumed_from == 2 and resumed.steps == 6
     a, b = _adapter_state(tmp_path / "a"), _adapter_state(tmp_path / "b")
@@ -163,8 +163,8 @@ def test_resume_matches_uninterrupted_run(records, gemma_tokenizer, tiny_gemma, 
 
 def test_no_resume_starts_over(records, gemma_tokenizer, tiny_gemma, tmp_path):
     cfg = _train_cfg(max_steps=2)
-    train_lora(tiny_gemma(0), gemma_tokenizer, records, [], LORA, cfg, tmp_path, device="cpu", progress=False)
-    again = train_lora(tiny_gemma(0), gemma_tokenizer, records, [], LORA, cfg.model_copy(update={"resume": False}), tmp_path, device="cpu", progress=False)
+    train_lora(tiny_gemma(0), gemma_tokenizer, _job(records, [], cfg, tmp_path), progress=False)
+    again = train_lora(tiny_gemma(0), gemma_tokenizer, _job(records, [], cfg.model_copy(update={"resume": False}), tmp_path), progress=False)
     assert again.resumed_from == 0 and again.eval_loss is None
 
 
@@ -178,7 +178,7 @@ def test_precision_resolution():
 @pytest.mark.skipif(not cpu_supports_bf16(), reason="CPU without native bf16")
 def test_bf16_training_step_runs(records, gemma_tokenizer, tiny_gemma, tmp_path):
     model = tiny_gemma(0).to(torch.bfloat16)
-    result = train_lora(model, gemma_tokenizer, records, records[:2], LORA, _train_cfg(max_steps=2, precision="bf16"), tmp_path, device="cpu", progress=False)
+    result = train_lora(model, gemma_tokenizer, _job(records, records[:2], _train_cfg(max_steps=2, precision="bf16"), tmp_path), progress=False)
     assert result.precision == "bf16" and result.eval_loss is not None
 
 
