@@ -19,9 +19,7 @@ resumed run, sharded or not, gives the same adapter as an uninterrupted one.
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,9 +31,8 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, set_seed
 from peft import LoraConfig as PeftLoraConfig
-from peft import PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from peft import PeftModel, get_peft_model
 from peft.utils.other import fsdp_auto_wrap_policy
-from safetensors.torch import load_file
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
 
@@ -49,12 +46,12 @@ from sentibridge.model.batching import (
     epoch_batches,
     shard_batch,
 )
+from sentibridge.model.checkpoints import keep_adapter_only, latest_checkpoint, load_checkpoint, save_checkpoint
 from sentibridge.model.precision import Precision, autocast, resolve_precision
 
 OnLog = Callable[[int, dict[str, float]], None]
 
 _SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
-_STATE = "trainer_state.json"
 
 
 @dataclass(frozen=True)
@@ -173,19 +170,6 @@ def evaluate_loss(
     return float(total[0] / total[1].clamp(min=1))
 
 
-# --- checkpoints -----------------------------------------------------------------------
-
-
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    """The finished checkpoint with the highest step in ``output_dir``, if any."""
-    found = []
-    for path in Path(output_dir).glob("checkpoint-*"):
-        suffix = path.name.split("-", 1)[1]
-        if suffix.isdigit() and (path / _STATE).is_file():
-            found.append((int(suffix), path))
-    return max(found)[1] if found else None
-
-
 def adapter_state(accelerator: Accelerator, wrapped: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The peft model's full state dict, gathered from the ranks (a collective: call on all).
 
@@ -195,56 +179,6 @@ def adapter_state(accelerator: Accelerator, wrapped: torch.nn.Module) -> dict[st
     state = accelerator.get_state_dict(wrapped)
     return {key.removeprefix("model."): value for key, value in state.items()}
 
-
-def keep_adapter_only(accelerator: Accelerator, peft_model: PeftModel) -> None:
-    """Make ``save_state``/``load_state`` keep the LoRA weights alone where Accelerate handles the model.
-
-    A replicated model would otherwise be saved whole (the frozen base too) at every checkpoint;
-    the hooks swap it for the adapter, as safetensors. FSDP and DeepSpeed models are saved by
-    their own (sharded) code paths and never reach these hooks.
-    """
-
-    def save(models: list, weights: list, output_dir: str) -> None:
-        if weights:
-            weights.pop()
-            if accelerator.is_main_process:
-                peft_model.save_pretrained(output_dir, state_dict=get_peft_model_state_dict(peft_model))
-
-    def load(models: list, input_dir: str) -> None:
-        if models:
-            models.pop()
-            set_peft_model_state_dict(peft_model, load_file(Path(input_dir) / "adapter_model.safetensors"))
-
-    accelerator.register_save_state_pre_hook(save)
-    accelerator.register_load_state_pre_hook(load)
-
-
-def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, losses: Sequence[float]) -> Path:
-    """``output_dir/checkpoint-<step>``: ``accelerator.save_state`` plus the step; call on all ranks.
-
-    Written to a temporary folder and renamed once every rank is done, so a run killed while
-    saving never leaves a checkpoint that looks finished.
-    """
-    target, tmp = Path(output_dir) / f"checkpoint-{step}", Path(output_dir) / f".checkpoint-{step}.tmp"
-    if accelerator.is_main_process and tmp.exists():  # left by a run killed while saving
-        shutil.rmtree(tmp)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()  # every rank's states are in before the rename
-    if accelerator.is_main_process:
-        (tmp / _STATE).write_text(json.dumps({"step": step, "losses": list(losses)}, indent=1), encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    accelerator.wait_for_everyone()
-    return target
-
-
-def load_checkpoint(accelerator: Accelerator, checkpoint: Path) -> tuple[int, list[float]]:
-    """Restore a ``save_checkpoint`` folder into the prepared objects; returns (step, losses so far)."""
-    accelerator.load_state(str(checkpoint))
-    state = json.loads((checkpoint / _STATE).read_text(encoding="utf-8"))
-    return int(state["step"]), list(state["losses"])
 
 
 # --- training --------------------------------------------------------------------------

@@ -21,7 +21,8 @@ from sentibridge.errors import ConfigError
 from sentibridge.model.base import load_causal_lm, load_tokenizer
 from sentibridge.model.launch import WorkerFailed, launch_command, train_in_workers
 from sentibridge.model.batching import IGNORE_INDEX, encode_records, shard_batch
-from sentibridge.model.training import TrainJob, latest_checkpoint, train_lora
+from sentibridge.model.checkpoints import latest_checkpoint
+from sentibridge.model.training import TrainJob, train_lora
 from tests.conftest import REPO
 from tests.unit.model.test_training import records  # noqa: F401 - the same records fixture
 

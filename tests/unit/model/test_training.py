@@ -11,7 +11,8 @@ from sentibridge.config import LoraConfig, ModelConfig, TrainConfig
 from sentibridge.model.instructions import build_records
 from sentibridge.model.precision import cpu_supports_bf16, resolve_precision
 from sentibridge.model.batching import IGNORE_INDEX, collate, encode_records, epoch_batches
-from sentibridge.model.training import TrainJob, add_lora, answer_loss_sum, latest_checkpoint, train_lora
+from sentibridge.model.checkpoints import latest_checkpoint
+from sentibridge.model.training import TrainJob, add_lora, answer_loss_sum, train_lora
 
 TEXTS = [
     ("I love this, wonderful!", 2, "en"),

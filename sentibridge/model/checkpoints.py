@@ -1,0 +1,80 @@
+"""Training checkpoints: ``Accelerator.save_state`` folders that keep the LoRA adapter, not the base.
+
+A checkpoint holds what Accelerate saves (optimizer, scheduler, every rank's RNG states; under
+FSDP and DeepSpeed their sharded model and optimizer states) plus the adapter and the step, so a
+resumed run, sharded or not, continues exactly where the interrupted one stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from accelerate import Accelerator
+from peft import PeftModel, get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors.torch import load_file
+
+_STATE = "trainer_state.json"
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """The finished checkpoint with the highest step in ``output_dir``, if any."""
+    found = []
+    for path in Path(output_dir).glob("checkpoint-*"):
+        suffix = path.name.split("-", 1)[1]
+        if suffix.isdigit() and (path / _STATE).is_file():
+            found.append((int(suffix), path))
+    return max(found)[1] if found else None
+
+
+def keep_adapter_only(accelerator: Accelerator, peft_model: PeftModel) -> None:
+    """Make ``save_state``/``load_state`` keep the LoRA weights alone where Accelerate handles the model.
+
+    A replicated model would otherwise be saved whole (the frozen base too) at every checkpoint;
+    the hooks swap it for the adapter, as safetensors. FSDP and DeepSpeed models are saved by
+    their own (sharded) code paths and never reach these hooks.
+    """
+
+    def save(models: list, weights: list, output_dir: str) -> None:
+        if weights:
+            weights.pop()
+            if accelerator.is_main_process:
+                peft_model.save_pretrained(output_dir, state_dict=get_peft_model_state_dict(peft_model))
+
+    def load(models: list, input_dir: str) -> None:
+        if models:
+            models.pop()
+            set_peft_model_state_dict(peft_model, load_file(Path(input_dir) / "adapter_model.safetensors"))
+
+    accelerator.register_save_state_pre_hook(save)
+    accelerator.register_load_state_pre_hook(load)
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, losses: Sequence[float]) -> Path:
+    """``output_dir/checkpoint-<step>``: ``accelerator.save_state`` plus the step; call on all ranks.
+
+    Written to a temporary folder and renamed once every rank is done, so a run killed while
+    saving never leaves a checkpoint that looks finished.
+    """
+    target, tmp = Path(output_dir) / f"checkpoint-{step}", Path(output_dir) / f".checkpoint-{step}.tmp"
+    if accelerator.is_main_process and tmp.exists():  # left by a run killed while saving
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()  # every rank's states are in before the rename
+    if accelerator.is_main_process:
+        (tmp / _STATE).write_text(json.dumps({"step": step, "losses": list(losses)}, indent=1), encoding="utf-8")
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    accelerator.wait_for_everyone()
+    return target
+
+
+def load_checkpoint(accelerator: Accelerator, checkpoint: Path) -> tuple[int, list[float]]:
+    """Restore a ``save_checkpoint`` folder into the prepared objects; returns (step, losses so far)."""
+    accelerator.load_state(str(checkpoint))
+    state = json.loads((checkpoint / _STATE).read_text(encoding="utf-8"))
+    return int(state["step"]), list(state["losses"])
