@@ -119,13 +119,23 @@ def t_interval(values: list[float]) -> dict:
     if len(values) < 2:
         return {"mean": mean, "sd": None, "low": None, "high": None}
     sd = statistics.stdev(values)
-    half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1) * sd / len(values) ** 0.5
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1)) * sd / len(values) ** 0.5
     return {"mean": mean, "sd": sd, "low": mean - half, "high": mean + half}
+
+
+def rows_match_cli(runs: dict[tuple[str, int], dict]) -> bool:
+    """Whether every run's F1 recomputed from its stored predictions equals the CLI's own per-language F1."""
+    for run in runs.values():
+        for language, rows in run["rows"].groupby("language"):
+            f1 = macro_f1_rows(rows["label"].to_numpy()[None], rows["pred"].to_numpy()[None], np.array([0, 1, 2]))[0]
+            if abs(f1 - run["per_language"][language]["f1"]) > 1e-9:
+                return False
+    return True
 
 
 def _holds(t: dict) -> bool | None:
     """The interval contains 0 or favours the new loop, i.e. it does not lie wholly below 0."""
-    return None if t["high"] is None else t["high"] >= 0
+    return None if t["high"] is None else bool(t["high"] >= 0)
 
 
 def compare(runs: dict[tuple[str, int], dict], seeds: list[int]) -> dict:
@@ -207,6 +217,7 @@ def main() -> int:
         "per_language": {k: v for k, v in result.items() if k != "mean"},
         "mean": result["mean"],
         "all_hold": all(v["holds"] is True for v in result.values()),
+        "rows_match_cli": rows_match_cli({k: v for k, v in runs.items() if k[1] in seeds}),
         "f1": {side: {str(s): runs[(side, s)]["per_language"] for s in seeds} for side in ("old", "new")},
         "f1_macro_avg": {side: {str(s): runs[(side, s)]["f1_macro_avg"] for s in seeds} for side in ("old", "new")},
         "train_tokens_per_s": speed,

@@ -63,3 +63,9 @@ def test_step_profile_attributes_the_rest_to_overhead(util):
     assert profile["seconds_per_step"]["python_overhead"] == pytest.approx(0.1)
     assert sum(profile["share"].values()) == pytest.approx(1.0)
     assert list(profile["seconds_per_step"]) == list(util.BUCKETS)
+
+
+def test_padding_share(util):
+    assert util.padding_share([5, 5, 5, 5], 2, group_by_length=True) == 0.0
+    lengths = [5 + (37 * i) % 60 for i in range(64)]
+    assert 0 < util.padding_share(lengths, 2, True) < util.padding_share(lengths, 2, False) < 1
