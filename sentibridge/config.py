@@ -92,8 +92,8 @@ class LoraConfig(_Section):
         0.0,
         ge=0.0,
         lt=1.0,
-        description="Dropout on the LoRA input. 0 (LLaMA-Factory's default too): 0.05 cost a third of the CPU step "
-        "time and no F1 (bench/results/loop_f1.json).",
+        description="Dropout on the LoRA input. 0 (LLaMA-Factory's default too): 0.05 cut CPU training to 0.65x "
+        "the tokens/s (bench/results/utilisation.json) for no F1 (loop_f1.json).",
     )
     target_modules: str | list[str] = Field("all-linear", description="'all-linear' or a list of module names.")
 
