@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))
 
 import pandas as pd  # noqa: E402
 
-from bench.seed_noise import seed_spread  # noqa: E402
+from sentibridge.statistics import pooled_seed_spread as seed_spread  # noqa: E402
 from bench.umsab import run_cli  # noqa: E402
 
 UMSAB = REPO.parent / "shared" / "data" / "umsab"

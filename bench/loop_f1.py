@@ -44,7 +44,7 @@ import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from bench_data import write_result  # noqa: E402
-from sentibridge.registry.gate import macro_f1_rows  # noqa: E402
+from sentibridge.statistics import macro_f1_rows  # noqa: E402
 from umsab import machine  # noqa: E402
 
 UMSAB = REPO.parent / "shared" / "data" / "umsab"

@@ -23,10 +23,11 @@ if TYPE_CHECKING:
 
 #: The prepared data that ``validate --export`` writes: file stem -> (step, output).
 PREPARED = {
-    "train": ("split", "train_rows"),
+    "train": ("label_issues", "checked_train_rows"),
     "val": ("split", "val_rows"),
     "test": ("split", "test_rows"),
     "leaks": ("split", "leaks"),
+    "label_issues": ("label_issues", "label_issues"),
     "quarantine": ("ingest", "quarantine"),
 }
 
@@ -68,6 +69,8 @@ class TrainResult:
     augmentation: dict[str, Any]
     train_summary: dict[str, Any]
     seconds: float
+    #: The evaluated test rows: ``id, language, label, pred`` (calibrated) and the label scores.
+    predictions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def promoted(self) -> bool:
@@ -85,7 +88,7 @@ def validate(settings: Settings, prepared: bool = False, version: DataVersion | 
     return ValidateResult(
         run_id=str(run.id),
         run_name=run.name,
-        data_report=_output(run, "split", "data_report"),
+        data_report=_output(run, "label_issues", "data_report"),
         seconds=time.perf_counter() - started,
         prepared=frames,
     )
@@ -102,13 +105,14 @@ def train(settings: Settings, version: DataVersion | None = None, run_config: Pa
     return TrainResult(
         run_id=str(run.id),
         run_name=run.name,
-        data_report=_output(run, "split", "data_report"),
+        data_report=_output(run, "label_issues", "data_report"),
         metrics=_output(run, "evaluate", "metrics"),
         registration=_output(run, "register", "registration"),
         decision=_output(run, "gate", "decision"),
         augmentation=_output(run, "augment", "augmentation_report"),
-        train_summary=_output(run, "train", "train_summary"),
+        train_summary=_output(run, "soup" if settings.train.soup_seeds else "train", "train_summary"),
         seconds=time.perf_counter() - started,
+        predictions=_output(run, "evaluate", "predictions"),
     )
 
 

@@ -212,6 +212,26 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from sentibridge.experiment.driver import run_experiment
+    from sentibridge.experiment.plan import check_plan, parse_seeds, plan_from_configs, plan_from_file
+
+    if bool(args.plan) == bool(args.configs):
+        raise ConfigError("experiment takes either --config files (one recipe each) or one --plan file")
+    seeds = parse_seeds(args.seeds) if args.seeds else None
+    if args.plan:
+        plan = plan_from_file(Path(args.plan), args.set or [], seeds, args.name)
+    else:
+        plan = plan_from_configs([Path(c) for c in args.configs], args.set or [], seeds or parse_seeds(3), args.name)
+    check_plan(plan)  # every recipe validated before anything trains
+    out = Path(args.out) if args.out else Path("experiments") / plan.name
+    run_config = Path(args.run_config) if args.run_config else None
+    report = run_experiment(plan, out, args.effect, run_config, report_only=args.report_only)
+    if args.json:
+        _emit_json({"ok": True, "name": plan.name, "out": str(out), **report})
+    return 0
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
     from sentibridge.registry import promotion as registry
 
@@ -381,6 +401,24 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("b", help="version compared with it (delta = b - a)")
     common(compare)
     compare.set_defaults(func=cmd_compare)
+
+    experiment = sub.add_parser(
+        "experiment", help="compare recipes over several training seeds: per-language differences with intervals"
+    )
+    experiment.add_argument("--config", dest="configs", action="append", metavar="FILE",
+                            help="a recipe (repeat; the first is the reference)")
+    experiment.add_argument("--plan", metavar="FILE", help="one YAML listing a base config and its variants")
+    experiment.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key in every recipe")
+    experiment.add_argument("--seeds", help="how many training seeds (3: 42,7,123) or a list (42,7); default 3")
+    experiment.add_argument("--name", help="the experiment's name (default: the recipes' names)")
+    experiment.add_argument("--out", metavar="DIR", help="runs and report (default experiments/<name>); rerun to resume")
+    experiment.add_argument("--effect", type=float, default=1.0,
+                            help="difference in points whose 'seeds needed' is reported (default 1)")
+    experiment.add_argument("--report-only", action="store_true", help="write the report of the finished runs, train nothing")
+    experiment.add_argument("--run-config", metavar="FILE", help="ZenML run config for the stack, as for train")
+    experiment.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
+    experiment.add_argument("--debug", action="store_true", help="print the traceback of a failure")
+    experiment.set_defaults(func=cmd_experiment)
 
     promote = sub.add_parser("promote", help="make a version champion by hand (logged with its reason)")
     promote.add_argument("version")

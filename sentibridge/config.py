@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sentibridge.errors import ConfigError
 
@@ -47,6 +47,18 @@ class DataConfig(_Section):
     max_rows_per_language: int | None = Field(
         None, ge=1, description="Subsample train rows per language (stratified by label); None keeps all."
     )
+    label_issues: Literal["off", "report", "drop", "downweight"] = Field(
+        "report",
+        description="Likely label errors (cleanlab, every split): report them; drop or downweight flagged train rows; "
+        "or skip the check (off).",
+    )
+    label_issue_weight: float = Field(
+        0.3, ge=0.0, le=1.0, description="downweight: the loss weight of a flagged train row (1 = no change)."
+    )
+    label_issue_embedder: str = Field(
+        EMBEDDED_MULTILINGUAL_EMBEDDER, description="Embedder of the per-language label model (any augment.embedder value)."
+    )
+    label_issue_folds: int = Field(5, ge=2, le=20, description="Cross-validation folds of the out-of-fold probabilities.")
 
     @model_validator(mode="after")
     def _bounds(self) -> "DataConfig":
@@ -111,6 +123,15 @@ class TrainConfig(_Section):
     lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
     weight_decay: float = Field(0.0, ge=0.0)
     max_grad_norm: float = Field(1.0, gt=0)
+    label_smoothing: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Label smoothing of the training loss over the vocabulary; eval loss is never smoothed."
+    )
+    soup_seeds: list[int] | None = Field(
+        None,
+        description="Train one adapter per seed (one train step each; a Kubernetes stack runs them as parallel pods) "
+        "and average them into one model: evaluated, registered and gated as one, at one model's serving cost. "
+        "Off (None) by default, for time.",
+    )
     precision: PrecisionSetting = Field("auto", description=f"Training precision. {_AUTO}")
     group_by_length: bool = True
     checkpoint_every: int = Field(0, ge=0, description="Save a checkpoint every N steps; 0 only at the end.")
@@ -127,6 +148,13 @@ class TrainConfig(_Section):
         description="Accelerate config file the workers are launched with, e.g. configs/accelerate/fsdp_lora_8b.yaml "
         "(FSDP or DeepSpeed ZeRO-3 for big models); None is plain data parallelism.",
     )
+
+    @field_validator("soup_seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int] | None) -> list[int] | None:
+        if seeds is not None and (len(seeds) < 2 or len(set(seeds)) != len(seeds)):
+            raise ValueError("train.soup_seeds takes at least two distinct seeds, e.g. [42, 7, 123]")
+        return seeds
 
 
 class EvalConfig(_Section):
@@ -265,6 +293,11 @@ class GateConfig(_Section):
         "that differ only by seed, on fixed test rows. Added to every paired-bootstrap interval (twice the variance "
         "against a trained champion, once against the base model); 0 counts only the test rows' noise. It depends "
         "on the recipe (less data, more noise): measure yours with bench/seed_noise.py.",
+    )
+    seed_std_from_members: bool = Field(
+        True,
+        description="A soup of 3 or more seeds (train.soup_seeds): use the seed spread measured on its members "
+        "instead of seed_std/seed_std_mean; the decision says which it used.",
     )
     seed_std_mean: float = Field(
         SEED_STD_MEAN, ge=0.0, description="The same for the mean over languages (seed effects are shared across "

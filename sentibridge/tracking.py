@@ -43,6 +43,11 @@ def log_run_context(settings: Settings, data_report: dict[str, Any]) -> None:
     )
     for split in _SPLIT_CONTEXTS:
         log_dataset(data_report, split)
+    issues = data_report.get("label_issues") or {}
+    if issues.get("mode", "off") != "off":
+        mlflow.log_dict(issues, "data/label_issues.json")
+        mlflow.log_metrics({"label_issues_flagged": issues["flagged"],
+                            **{f"label_issues_flagged_{lang}": n for lang, n in issues["per_language"].items()}})
 
 
 #: MLflow's input contexts for the splits.
@@ -116,3 +121,29 @@ def log_table(frame: pd.DataFrame, name: str) -> None:
     """A table MLflow shows in its UI (``name`` ends in .json)."""
     if active():
         mlflow.log_table(data=frame, artifact_file=name)
+
+
+def log_experiment(
+    client: mlflow.MlflowClient, experiment: str, name: str, parent_id: str | None,
+    child_ids: list[str], metrics: Mapping[str, float], files: list[Path],
+) -> str:
+    """One parent run for ``sentibridge experiment``: its runs become children, the report its artifacts.
+
+    MLflow nests a run under another through the ``mlflow.parentRunId`` tag, so each pipeline
+    run (logged by ZenML's tracker) is tied to the parent afterwards. ``parent_id`` reuses the
+    parent of a resumed experiment. Returns the parent's run id.
+    """
+    if parent_id is None:
+        found = client.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+        parent_id = client.create_run(
+            experiment_id, run_name=f"experiment {name}", tags={"sentibridge.experiment": name}
+        ).info.run_id
+    for child in child_ids:
+        client.set_tag(child, "mlflow.parentRunId", parent_id)
+    for key, value in metrics.items():
+        client.log_metric(parent_id, key, float(value))
+    for path in files:
+        client.log_artifact(parent_id, str(path), "report")
+    client.set_terminated(parent_id)
+    return parent_id

@@ -37,6 +37,7 @@ def evaluate(
     eval_cfg: EvalConfig,
     split_seed: int,
     embed_precision: PrecisionSetting,
+    member: str | None = None,
 ) -> tuple[
     Annotated[dict, "metrics"],
     Annotated[pd.DataFrame, "predictions"],
@@ -48,6 +49,8 @@ def evaluate(
     ``split_seed`` samples the capped test (and val) rows: which rows are evaluated belongs to
     the split. With ``eval.calibration`` on, the metrics carry the offsets (register saves them
     with the model) and the raw scores' F1, so each run shows what calibration changed.
+    ``member`` (a soup member, e.g. ``seed42``) prefixes the logged metrics and logs no files,
+    so the members' scores sit beside the soup's in its MLflow run.
     """
     home = resolve_home()
     base = resolve_base_model(model_cfg, home.embedded_model)
@@ -65,21 +68,14 @@ def evaluate(
         raw, predictions, offsets = scores.raw, scores.predictions, scores.offsets
         seconds = time.perf_counter() - started
         report = evaluate_predictions(predictions["language"], predictions["label"], predictions["pred"])
-        plots = Path(scratch) / "plots"
-        plot_f1_by_language(report, plots)
-        plot_confusion_matrices(report, plots)
-        tracking.log_files(plots, "plots")
-        # The gate reads these back when this version is champion and the test rows are unchanged.
-        stored = Path(scratch) / "evaluation"
-        stored.mkdir()
-        predictions[["id", "language", "label", "pred"]].to_parquet(stored / "predictions.parquet", index=False)
-        if offsets:
-            save_offsets(stored, offsets, eval_cfg.calibration)
-        tracking.log_files(stored, "evaluation")
+        if member is None:
+            _log_files(report, predictions, offsets, eval_cfg, Path(scratch))
     raw_report = evaluate_predictions(raw["language"], raw["label"], raw["pred"]) if offsets else report
-    tracking.log_metrics({**report.metrics, "f1_macro_avg_uncalibrated": raw_report.metrics["f1_macro_avg"]})
+    prefix = f"{member}_" if member else ""
+    logged = {**report.metrics, "f1_macro_avg_uncalibrated": raw_report.metrics["f1_macro_avg"]}
+    tracking.log_metrics({f"{prefix}{k}": v for k, v in logged.items()})
     table = results_table(report, fmt="markdown")
-    tracking.log_json(report.table.to_dict(orient="records"), "evaluation/per_language.json")
+    tracking.log_json(report.table.to_dict(orient="records"), f"evaluation/{prefix}per_language.json")
     metrics = {
         "f1_macro_avg": report.metrics["f1_macro_avg"],
         "accuracy_overall": report.metrics["accuracy_overall"],
@@ -102,5 +98,22 @@ def evaluate(
         "eval_seconds": round(seconds, 2),
         "eval_rows_per_s": round((len(predictions) + scores.val_rows) / seconds, 2) if seconds else None,
     }
+    if member:
+        metrics["member"] = member
     log_metadata(metadata=report.metrics, artifact_name="metrics", infer_artifact=True)
-    return metrics, predictions, MarkdownString("# Evaluation on the test split\n\n" + table)
+    title = f"# Soup member {member} on the test split" if member else "# Evaluation on the test split"
+    return metrics, predictions, MarkdownString(f"{title}\n\n{table}")
+
+
+def _log_files(report, predictions: pd.DataFrame, offsets: dict, eval_cfg: EvalConfig, scratch: Path) -> None:
+    """Plots, and the predictions the gate reads back when this version is champion on unchanged rows."""
+    plots = scratch / "plots"
+    plot_f1_by_language(report, plots)
+    plot_confusion_matrices(report, plots)
+    tracking.log_files(plots, "plots")
+    stored = scratch / "evaluation"
+    stored.mkdir()
+    predictions[["id", "language", "label", "pred"]].to_parquet(stored / "predictions.parquet", index=False)
+    if offsets:
+        save_offsets(stored, offsets, eval_cfg.calibration)
+    tracking.log_files(stored, "evaluation")

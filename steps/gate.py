@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +18,9 @@ from sentibridge.registry import promotion as registry
 from sentibridge import tracking
 from sentibridge.model.base import resolve_base_model
 from sentibridge.config import EvalConfig, GateConfig, ModelConfig, RegistryConfig
-from sentibridge.registry.gate import ChampionRecord, Decision, Reference, choose_reference, gate_predictions
+from sentibridge.registry.gate import (
+    ChampionRecord, Decision, Reference, choose_reference, gate_predictions, rule_with_member_noise,
+)
 from sentibridge.home import resolve_home
 from sentibridge.registry.lock import PromotionLock
 from sentibridge.inference.evaluation import plot_f1_vs_reference
@@ -50,11 +54,30 @@ def _reference(
         return model.predict_rows(rows)
 
     def evaluate_base() -> pd.DataFrame:
+        cached = _base_scores_file(model_cfg, eval_cfg, rows)
+        if cached.is_file():  # the base model never changes: score the same rows once per home
+            return pd.read_parquet(cached)
         base = resolve_base_model(model_cfg, resolve_home().embedded_model)
-        return predict_with(base, rows, model_cfg, eval_cfg.precision, eval_cfg.batch_size)
+        scored = predict_with(base, rows, model_cfg, eval_cfg.precision, eval_cfg.batch_size)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        scored.to_parquet(cached.with_suffix(".tmp"), index=False)
+        cached.with_suffix(".tmp").replace(cached)
+        return scored
 
     record = _champion_record(champion) if champion is not None else None
     return choose_reference(record, data_version, test_set, stored, evaluate_champion, evaluate_base)
+
+
+def _base_scores_file(model_cfg: ModelConfig, eval_cfg: EvalConfig, rows: pd.DataFrame) -> Path:
+    """Where the base model's zero-shot scores of ``rows`` are kept: keyed by the model, how it
+    scores, and the rows' ids, labels and texts, so any change scores afresh."""
+    key = hashlib.sha256(json.dumps(
+        {"model": model_cfg.model_dump(mode="json"), "precision": eval_cfg.precision, "batch_size": eval_cfg.batch_size},
+        sort_keys=True,
+    ).encode())
+    for row in rows[["id", "language", "label", "text"]].sort_values("id").itertuples(index=False):
+        key.update(f"{row.id}\t{row.language}\t{row.label}\t{row.text}\n".encode())
+    return resolve_home().root / "base-scores" / f"{key.hexdigest()[:24]}.parquet"
 
 
 def _log_comparison_plot(decision: Decision, metrics: dict) -> None:
@@ -75,8 +98,13 @@ def _log_comparison_plot(decision: Decision, metrics: dict) -> None:
 def gate(
     registration: dict, metrics: dict, predictions: pd.DataFrame, test_rows: pd.DataFrame, data_report: dict,
     gate_cfg: GateConfig, model_cfg: ModelConfig, eval_cfg: EvalConfig, registry_cfg: RegistryConfig,
+    member_metrics: list[dict],
 ) -> tuple[Annotated[dict, "decision"], Annotated[MarkdownString, "decision_view"]]:
     """Promote the candidate only if it passes ``gate_cfg`` against a fresh reference.
+
+    ``member_metrics``: a soup's members' evaluations (empty for one model); with 3 or more,
+    their measured seed spread replaces the configured one (``gate.seed_std_from_members``).
+    Typed ``list[dict]``, not optional: ZenML collects a list of step outputs only for a list type.
 
     ``model_cfg`` and ``eval_cfg`` score the base model when there is no champion yet.
     """
@@ -85,9 +113,17 @@ def gate(
     rows = _rows_of(predictions, test_rows)
     data_version = data_report["data_version"]
 
+    rule, noise_source = rule_with_member_noise(gate_cfg, member_metrics)
+    if member_metrics:
+        tracking.log_json({m.get("member", str(i)): {"f1_macro_avg": m["f1_macro_avg"],
+                                                      **{lang: v["f1"] for lang, v in m["per_language"].items()}}
+                           for i, m in enumerate(member_metrics)}, "soup/member_f1.json")
+
     def against(champion) -> Decision:
         reference = _reference(client, name, model_cfg, eval_cfg, rows, data_version, metrics["test_set"], champion)
-        return gate_predictions(predictions, reference, gate_cfg, candidate)
+        decision = gate_predictions(predictions, reference, rule, candidate)
+        decision.rule["seed_noise_source"] = noise_source
+        return decision
 
     champion = registry.alias_version(client, name, registry.CHAMPION)
     decision = against(champion)

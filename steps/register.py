@@ -52,6 +52,9 @@ def register(
         **f1_tags(per_language),  # one tag per language: readable in the UI, unlike a JSON blob in a cell
         "mlflow_run_id": tracking.current_run_id() or "",
     }
+    if "soup" in train_summary:  # one model averaged from several seeds: say which
+        tags["soup_seeds"] = ",".join(str(seed) for seed in train_summary["soup"]["seeds"])
+        tracking.log_json(train_summary["soup"], "soup/members.json")
     with tempfile.TemporaryDirectory(prefix="sentibridge-merge-") as scratch:
         merged = merge_adapter(
             base, lora_adapter, Path(scratch) / "merged", model_cfg, resolved_config=run_config, dtype=torch.bfloat16

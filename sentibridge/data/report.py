@@ -39,7 +39,25 @@ def data_report_text(report: dict) -> str:
     )
     if report.get("subsampled_out"):
         parts.append(f"train rows left out by data.max_rows_per_language: {report['subsampled_out']}")
+    if "label_issues" in report:
+        parts.append(label_issues_line(report["label_issues"]))
     return "\n".join(parts)
+
+
+def label_issues_line(summary: dict) -> str:
+    """One line for ``validate``: flagged rows per split and language, and what training does with them."""
+    if summary.get("mode", "off") == "off":
+        return "label issues: not checked (data.label_issues: off)"
+    splits = "; ".join(
+        f"{split} {info['flagged']}/{info['rows']}" for split, info in summary.get("per_split", {}).items()
+    )
+    languages = ", ".join(f"{lang} {n}" for lang, n in summary.get("per_language", {}).items()) or "none"
+    action = {"report": "reported only", "drop": f"{summary['train_rows_changed']} train rows dropped",
+              "downweight": f"{summary['train_rows_changed']} train rows weighted {summary.get('weight')}"}
+    skipped = sorted({lang for reasons in summary.get("skipped", {}).values() for lang in reasons})
+    tail = f"; not judged (no signal or too few rows): {', '.join(skipped)}" if skipped else ""
+    return (f"label issues ({action[summary['mode']]}): {summary['flagged']} flagged ({splits}); "
+            f"by language: {languages}{tail}")
 
 
 def data_report_markdown(report: dict, quarantine: pd.DataFrame, show: int = 20) -> str:

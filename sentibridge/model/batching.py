@@ -25,15 +25,21 @@ class Example:
 
     input_ids: list[int]
     prompt_len: int
+    #: Loss weight of the row's answer tokens (``data.label_issues: downweight`` lowers flagged rows').
+    weight: float = 1.0
 
 
 def encode_records(records: Sequence[Mapping[str, Any]], tokenizer: PreTrainedTokenizerBase) -> list[Example]:
     """Tokenize records with the shared prompt format (``instructions.encode_example``)."""
-    return [Example(*encode_example(tokenizer, record)) for record in records]
+    return [Example(*encode_example(tokenizer, record), float(record.get("weight", 1.0))) for record in records]
 
 
 def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a batch; ``labels`` are the input ids with prompt and padding set to -100."""
+    """Right-pad a batch; ``labels`` are the input ids with prompt and padding set to -100.
+
+    ``weights`` (per row) is there only when a row's weight is not 1, so unweighted batches
+    stay valid keyword arguments of a Hugging Face model.
+    """
     width = max(len(e.input_ids) for e in examples)
     input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
@@ -43,7 +49,10 @@ def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]
         input_ids[row, : len(ids)] = ids
         attention_mask[row, : len(ids)] = 1
         labels[row, example.prompt_len : len(ids)] = ids[example.prompt_len :]
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    if any(e.weight != 1.0 for e in examples):
+        batch["weights"] = torch.tensor([e.weight for e in examples], dtype=torch.float32)
+    return batch
 
 
 def epoch_batches(

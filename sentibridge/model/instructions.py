@@ -194,6 +194,9 @@ def build_records(
             "language": None if language is None or pd.isna(language) else str(language),
             "label": label,
         }
+        weight = getattr(row, "weight", 1.0)
+        if not pd.isna(weight) and float(weight) != 1.0:  # only downweighted rows carry one
+            record["weight"] = float(weight)
         if demonstrations is not None:
             record["demonstrations"] = [{"text": d["text"], "output": d["output"]} for d in demonstrations[position]]
         records.append(_truncate_input(tokenizer, record, budget))

@@ -92,8 +92,13 @@ class TrainResult:
 # --- loss ------------------------------------------------------------------------------
 
 
-def answer_loss_sum(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def answer_loss_sum(
+    model: torch.nn.Module, batch: Mapping[str, torch.Tensor], label_smoothing: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed cross-entropy over answer tokens, and their count (a tensor: no host sync, no graph break).
+
+    A batch's ``weights`` (per row) scale each row's tokens; ``label_smoothing`` spreads that
+    share of each target over the vocabulary (training only: eval loss is never smoothed).
 
     Logits only at answer positions: the body gives hidden states, the positions whose next
     token is an answer token are gathered, and the lm_head (262k rows for Gemma) runs on those
@@ -106,7 +111,12 @@ def answer_loss_sum(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -
     targets = batch["labels"][:, 1:]
     mask = targets != IGNORE_INDEX
     logits = head_logits(model, hidden[:, :-1][mask])
-    return F.cross_entropy(logits, targets[mask], reduction="sum"), mask.sum()
+    weights = batch.get("weights")
+    if weights is None:
+        return F.cross_entropy(logits, targets[mask], reduction="sum", label_smoothing=label_smoothing), mask.sum()
+    per_token = F.cross_entropy(logits, targets[mask], reduction="none", label_smoothing=label_smoothing)
+    rows = mask.nonzero()[:, 0]  # the batch row of each answer token, in the order of ``targets[mask]``
+    return (per_token * weights[rows].to(per_token.dtype)).sum(), mask.sum()
 
 
 class AnswerLoss(torch.nn.Module):
@@ -120,8 +130,14 @@ class AnswerLoss(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        loss, _ = answer_loss_sum(self.model, {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels})
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+        weights: torch.Tensor | None = None, label_smoothing: float = 0.0,
+    ) -> torch.Tensor:  # fmt: skip
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        if weights is not None:
+            batch["weights"] = weights
+        loss, _ = answer_loss_sum(self.model, batch, label_smoothing)
         return loss
 
 
@@ -290,7 +306,7 @@ def _step(run: _Run, window: Sequence[Sequence[Example]], accelerator: Accelerat
         batch = {k: v.to(device) for k, v in shard_batch(rows, accelerator.process_index, world, pad_id).items()}
         with accelerator.accumulate(run.wrapped):
             with autocast(precision, device):
-                loss_sum = run.wrapped(**batch)
+                loss_sum = run.wrapped(**batch, label_smoothing=job.train.label_smoothing)
             accelerator.backward(loss_sum * scale)
         local += torch.stack([loss_sum.detach().double(), batch["attention_mask"].sum().double()])
     accelerator.clip_grad_norm_(run.wrapped.parameters(), job.train.max_grad_norm)

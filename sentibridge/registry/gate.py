@@ -40,10 +40,9 @@ import pandas as pd
 
 from sentibridge.config import GateConfig
 from sentibridge.inference.evaluation import evaluate_predictions
+from sentibridge.statistics import EPS as _EPS
+from sentibridge.statistics import bootstrap_deltas, holm
 from sentibridge.tables import text_table
-
-#: Differences below this many points are float noise, not gains or drops.
-_EPS = 1e-9
 OUTCOMES = ("promoted", "rejected", "inconclusive")
 
 
@@ -257,7 +256,32 @@ def noise_text(rule: Mapping[str, Any]) -> str:
     """``, seed noise 2/1 points`` when the rule adds training-seed noise (records before it have none)."""
     if not rule.get("seed_std") and not rule.get("seed_std_mean"):
         return ""
-    return f", seed noise {rule['seed_std']:g}/{rule['seed_std_mean']:g} points per language/mean"
+    source = f" ({rule['seed_noise_source']})" if rule.get("seed_noise_source") else ""
+    return f", seed noise {rule['seed_std']:.3g}/{rule['seed_std_mean']:.3g} points per language/mean{source}"
+
+
+#: The fewest soup members whose spread the gate trusts over the configured seed noise.
+MIN_MEMBERS = 3
+
+
+def rule_with_member_noise(rule: GateConfig, member_metrics: Sequence[Mapping[str, Any]]) -> tuple[GateConfig, str]:
+    """``rule`` with the seed noise measured on a soup's members, and where the noise came from.
+
+    Per language, the members' macro-F1 standard deviation (points); ``seed_std`` is their root
+    mean square over languages and ``seed_std_mean`` the spread of the members' mean F1. With
+    fewer than ``MIN_MEMBERS`` members (or ``seed_std_from_members`` off) the configured values stay.
+    """
+    if not rule.seed_std_from_members or len(member_metrics) < MIN_MEMBERS:
+        why = "" if rule.seed_std_from_members or not member_metrics else ", gate.seed_std_from_members is off"
+        few = f", {len(member_metrics)} soup members" if 0 < len(member_metrics) < MIN_MEMBERS else ""
+        return rule, f"configured{few}{why}"
+    languages = sorted(set.intersection(*(set(m["per_language"]) for m in member_metrics)))
+    per_language = [np.std([100 * m["per_language"][lang]["f1"] for m in member_metrics], ddof=1) for lang in languages]
+    means = [100 * np.mean([m["per_language"][lang]["f1"] for lang in languages]) for m in member_metrics]
+    measured = rule.model_copy(update={
+        "seed_std": float(np.sqrt(np.mean(np.square(per_language)))), "seed_std_mean": float(np.std(means, ddof=1)),
+    })
+    return measured, f"measured on {len(member_metrics)} soup members"
 
 
 def rule_text(rule: Mapping[str, Any]) -> str:
@@ -274,56 +298,6 @@ def rule_text(rule: Mapping[str, Any]) -> str:
     if rule.get("bootstrap_confidence"):
         text += f", bootstrap confidence {rule['bootstrap_confidence']:g}"
     return text
-
-
-def macro_f1_rows(labels: np.ndarray, predictions: np.ndarray, classes: Sequence[int]) -> np.ndarray:
-    """Macro-F1 of each row of two (resamples x rows) arrays, as sklearn computes it per row.
-
-    Averages over the classes present in that row's labels or predictions (sklearn's default,
-    and ``evaluate_predictions``'); a class never predicted and present scores 0.
-    """
-    total = np.zeros(labels.shape[0])
-    present = np.zeros(labels.shape[0])
-    for c in classes:
-        truth, guess = labels == c, predictions == c
-        support = truth.sum(axis=1) + guess.sum(axis=1)
-        total += 2 * (truth & guess).sum(axis=1) / np.maximum(support, 1)
-        present += support > 0
-    return total / np.maximum(present, 1)
-
-
-def paired_bootstrap(
-    labels: Sequence[int], candidate: Sequence[int], reference: Sequence[int], resamples: int, seed: int
-) -> np.ndarray:
-    """Macro-F1 differences (candidate - reference, in points) over paired resamples of the rows.
-
-    Both models are scored on the same resampled rows, so the spread is the test set's noise,
-    not the difference between two independent draws.
-    """
-    y, a, b = (np.asarray(x) for x in (labels, candidate, reference))
-    classes = np.union1d(y, np.union1d(a, b))
-    pick = np.random.default_rng(seed).integers(0, len(y), (resamples, len(y)))
-    return 100 * (macro_f1_rows(y[pick], a[pick], classes) - macro_f1_rows(y[pick], b[pick], classes))
-
-
-def bootstrap_deltas(
-    predictions: Mapping[str, tuple[Sequence[int], Sequence[int], Sequence[int]]], resamples: int, seed: int
-) -> dict[str, np.ndarray]:
-    """Per language ``(labels, candidate preds, reference preds)`` -> its resampled deltas."""
-    return {
-        language: paired_bootstrap(y, a, b, resamples, seed + k)
-        for k, (language, (y, a, b)) in enumerate(sorted(predictions.items()))
-    }
-
-
-def holm(p_values: Mapping[str, float]) -> dict[str, float]:
-    """Holm step-down adjusted p-values (monotone, at most 1): reject where adjusted < alpha."""
-    adjusted, running = {}, 0.0
-    ordered = sorted(p_values, key=lambda key: p_values[key])
-    for rank, key in enumerate(ordered):
-        running = max(running, min(1.0, (len(ordered) - rank) * p_values[key]))
-        adjusted[key] = running
-    return adjusted
 
 
 def drop_p_value(deltas: np.ndarray, max_drop: float) -> float:

@@ -34,6 +34,11 @@ def test_sample_data_validates_and_registers_the_stack(home):
     assert len(report["languages"]) >= 8
     assert report["data_version_source"] == "dvc"  # data/sample.dvc records the same md5
     assert report["data_version"].endswith(".dir")
+    issues = report["label_issues"]  # data.label_issues defaults to report: every split checked
+    assert issues["mode"] == "report" and issues["train_rows_changed"] == 0
+    assert issues["flagged"] == len(issues["ids"]) == sum(issues["per_language"].values()) > 0
+    assert set(issues["per_split"]) == {"train", "val", "test"}
+    assert "label issues (reported only)" in proc.stdout
     # all state under the home: ZenML config/store and the stack with MLflow
     assert (home / "zenml" / "config.yaml").is_file()
     stacks = subprocess.run(
@@ -48,7 +53,8 @@ def test_sample_data_validates_and_registers_the_stack(home):
 
 
 def test_umsab_counts_and_french_leakage(home, umsab):
-    proc = run_cli(home, "validate", "--data", str(umsab), "--json")
+    # Label issues off: embedding all 24k UMSAB tweets would take minutes (bench/label_issues.py measures them).
+    proc = run_cli(home, "validate", "--data", str(umsab), "--set", "data.label_issues=off", "--json")
     assert proc.returncode == 0, proc.stderr
     report = last_json(proc)
     assert len(report["languages_in"]) == 8

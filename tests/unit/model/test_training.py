@@ -75,6 +75,37 @@ def test_answer_only_loss_equals_full_logits_loss(records, gemma_tokenizer, tiny
     torch.testing.assert_close(loss_sum / count, full, rtol=1e-5, atol=1e-5)
 
 
+def test_label_smoothing_equals_smoothed_full_logits_loss(records, gemma_tokenizer, tiny_gemma):
+    model = tiny_gemma(0)
+    batch = collate(encode_records(records[:4], gemma_tokenizer), gemma_tokenizer.pad_token_id)
+    with torch.no_grad():
+        plain, count = answer_loss_sum(model, batch)
+        smoothed, _ = answer_loss_sum(model, batch, label_smoothing=0.1)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        full = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(), batch["labels"][:, 1:].reshape(-1), label_smoothing=0.1
+        )
+    assert not torch.isclose(smoothed, plain)
+    torch.testing.assert_close(smoothed / count, full, rtol=1e-5, atol=1e-5)
+
+
+def test_row_weights_scale_each_rows_answer_tokens(records, gemma_tokenizer, tiny_gemma):
+    """A weight-0 row adds nothing, weight-1 rows add what they add unweighted; records carry weights."""
+    model = tiny_gemma(0)
+    frame = pd.DataFrame({"id": ["a", "b", "c"], "text": ["gut", "schlecht", "ok"], "label": [2, 0, 1],
+                          "language": "de", "weight": [1.0, 0.3, float("nan")]})  # NaN: an added row
+    assert ["weight" in r for r in build_records(frame, gemma_tokenizer, 96, 0)] == [False, True, False]
+    weighted = [dict(r, weight=w) for r, w in zip(records[:3], (1.0, 0.0, 0.5))]
+    examples = encode_records(weighted, gemma_tokenizer)
+    assert [e.weight for e in examples] == [1.0, 0.0, 0.5]
+    assert "weights" not in collate(encode_records(records[:3], gemma_tokenizer), gemma_tokenizer.pad_token_id)
+    with torch.no_grad():
+        total, _ = answer_loss_sum(model, collate(examples, gemma_tokenizer.pad_token_id))
+        plain = encode_records(records[:3], gemma_tokenizer)
+        parts = [answer_loss_sum(model, collate([e], gemma_tokenizer.pad_token_id))[0] for e in plain]
+    torch.testing.assert_close(total, parts[0] + 0.5 * parts[2], rtol=1e-4, atol=1e-4)
+
+
 def test_loss_ignores_prompt_tokens_targets(records, gemma_tokenizer, tiny_gemma):
     """Changing what the prompt says (same length) changes nothing but the context; changing
     a prompt token's *target* role is impossible: only answer positions reach the head."""

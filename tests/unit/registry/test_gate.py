@@ -16,17 +16,14 @@ from sentibridge.registry.gate import (
     ChampionRecord,
     Decision,
     Reference,
-    bootstrap_deltas,
     choose_reference,
     decide,
     fingerprint_rows,
     gate_predictions,
-    holm,
-    macro_f1_rows,
-    paired_bootstrap,
     rows_needed,
     seed_noise,
 )
+from sentibridge.statistics import bootstrap_deltas, holm, macro_f1_rows, paired_bootstrap
 
 LANGS = ["ar", "de", "en", "hi"]
 f1 = st.floats(0.0, 1.0, allow_nan=False)
@@ -440,3 +437,25 @@ def test_when_seed_noise_alone_hides_the_margin_no_number_of_rows_is_enough():
     decision = _gate(_languages(15, 8, 0.6, 0.6, 0.7, 0), GateConfig(bootstrap_resamples=300, seed_std_mean=2.0))
     assert decision.outcome == "inconclusive"
     assert any("training-seed noise alone" in reason for reason in decision.reasons), decision.reasons
+
+
+def _member(f1: dict[str, float]) -> dict:
+    return {"f1_macro_avg": sum(f1.values()) / len(f1), "per_language": {k: {"f1": v} for k, v in f1.items()}}
+
+
+def test_soup_members_measure_the_seed_noise_from_three_on():
+    from sentibridge.registry.gate import rule_with_member_noise
+
+    members = [_member({"de": 0.60, "hi": 0.50}), _member({"de": 0.62, "hi": 0.46}), _member({"de": 0.64, "hi": 0.54})]
+    rule = GateConfig()
+    measured, source = rule_with_member_noise(rule, members)
+    assert source == "measured on 3 soup members"
+    # de: sd of 60/62/64 = 2; hi: sd of 50/46/54 = 4; their root mean square; the means 55/54/59.
+    assert measured.seed_std == pytest.approx(np.sqrt((2**2 + 4**2) / 2))
+    assert measured.seed_std_mean == pytest.approx(np.std([55, 54, 59], ddof=1))
+    kept, why = rule_with_member_noise(rule, members[:2])
+    assert kept is rule and why == "configured, 2 soup members"
+    off = GateConfig(seed_std_from_members=False)
+    kept, why = rule_with_member_noise(off, members)
+    assert kept is off and "seed_std_from_members is off" in why
+    assert rule_with_member_noise(rule, []) == (rule, "configured")

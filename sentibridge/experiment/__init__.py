@@ -1,0 +1,1 @@
+"""``sentibridge experiment``: compare recipes over several training seeds, beyond seed noise."""
