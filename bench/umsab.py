@@ -16,8 +16,9 @@ supports and row count the CLI reports.
 
     python bench/umsab.py --quick      # 60 train / 100 test rows per language, a few minutes
     python bench/umsab.py              # configs/umsab_cpu.yaml, 10-20 minutes on 2 cores
-    python bench/umsab.py --full       # configs/umsab_full.yaml (~14.7k rows), about 100 minutes on 2 cores;
-                                       # rerun with the same --home to resume from the last checkpoint
+    python bench/umsab.py --full       # configs/umsab_full.yaml (~14.7k rows): a soup of 3 seeds, about 5 hours
+                                       # on 2 cores (100 minutes per seed); rerun with the same --home to resume
+                                       # from the last checkpoint; --set train.soup_seeds=null trains one seed
 
 Writes ``bench/results/umsab.json`` (``umsab_quick.json`` with ``--quick``); exits 0 without
 writing anything when the dataset is absent.
@@ -64,6 +65,8 @@ QUICK_OVERRIDES = ["data.max_rows_per_language=60", "eval.max_rows_per_language=
 GOAL_MEAN_F1 = 0.65
 #: The whole train split aims at the state of the art: XLM-T multilingual's mean in the UMSAB README.
 GOAL_MEAN_F1_FULL = 0.694
+#: Hindi's part of the whole-split goal: XLM-T multilingual's Hindi score (issue 27).
+GOAL_HI_F1_FULL = 0.564
 #: Regularisation strengths tried for the baseline (5-fold CV on the training rows).
 C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
 #: Published columns shown in the printed table (all parsed columns go to the JSON).
@@ -380,6 +383,9 @@ def main() -> int:
     everywhere = len(beats) == len(langs)
     goal = GOAL_MEAN_F1_FULL if args.full else GOAL_MEAN_F1
     goal_met = means["ours"] is not None and means["ours"] >= goal
+    goal_hi = GOAL_HI_F1_FULL if args.full else None
+    if goal_hi is not None:
+        goal_met = goal_met and ours.get("hi") is not None and ours["hi"] >= goal_hi
     print(f"ours beats TF-IDF (mono) in {len(beats)}/{len(langs)} languages"
           + ("" if everywhere else f"; not in: {', '.join(l for l in langs if l not in beats)}"))
     print(f"goal mean macro-F1 >= {goal * 100:.1f}: {'met' if goal_met else 'not met'} "
@@ -396,7 +402,7 @@ def main() -> int:
         "ratio_vs_tfidf": ratio,
         "beats_tfidf_everywhere": everywhere,
         "beats_tfidf_in": beats,
-        "goal": {"mean_f1": goal, "met": goal_met},
+        "goal": {"mean_f1": goal, **({"hi_f1": goal_hi} if goal_hi is not None else {}), "met": goal_met},
         "published": {
             "source": str(readme) if published else None,
             "note": "XLM-T paper leaderboard, parsed at run time; language 'average' is the paper's own mean",
@@ -431,6 +437,9 @@ def main() -> int:
         "seconds": {"rows": rows_seconds, "tfidf": tfidf_seconds, "cli": cli_seconds},
         "wall_seconds": wall,
         "quick": args.quick,
+        # One model: a soup of these seeds (train.soup_seeds), or one seed.
+        "soup": bool(settings.train.soup_seeds),
+        "seeds": list(settings.train.soup_seeds or [settings.train.seed]),
         "cpu": platform.processor() or platform.machine(),
         "cpu_model": cpu_model(),
         "cpu_native_bf16": cpu_has_bf16(),

@@ -29,6 +29,10 @@ def soup_summary(train_summaries: Sequence[Mapping[str, Any]], seeds: Sequence[i
     summary: dict[str, Any] = {key: first[key] for key in SHARED_KEYS if key in first}
     summary["steps"] = sum(s.get("steps") or 0 for s in train_summaries)
     summary["train_seconds"] = sum(s.get("train_seconds") or 0.0 for s in train_summaries)
+    # Tokens per second over all members: their tokens over their seconds.
+    tokens = sum((s.get("tokens_per_s") or 0.0) * (s.get("train_seconds") or 0.0) for s in train_summaries)
+    summary["tokens_per_s"] = tokens / summary["train_seconds"] if summary["train_seconds"] else 0.0
+    summary["resumed_from"] = max((s.get("resumed_from") or 0) for s in train_summaries)
     summary["soup"] = {
         "seeds": list(seeds),
         "members": [{"seed": seed, **{k: s.get(k) for k in MEMBER_KEYS}} for seed, s in zip(seeds, train_summaries)],
