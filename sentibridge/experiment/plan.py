@@ -32,6 +32,8 @@ class Recipe:
     name: str
     config: Path | None
     overrides: tuple[str, ...] = ()
+    #: The plan file that lists the recipe (its overrides live there), named first in its errors.
+    source: Path | None = None
 
     def settings(self, seed: int | None = None) -> Settings:
         """The recipe's settings; with ``seed``, trained with that ``train.seed``.
@@ -43,6 +45,8 @@ class Recipe:
             return load_settings(self.config, [*self.overrides, *extra])
         except ConfigError as exc:
             where = str(self.config) if self.config is not None else f"recipe '{self.name}'"
+            if self.source is not None:
+                where = f"{self.source}: recipe '{self.name}'" + (f" (config {self.config})" if self.config else "")
             message = str(exc)
             raise ConfigError(message if message.startswith(where) else f"{where}: {message}") from None
 
@@ -114,7 +118,7 @@ def plan_from_file(path: Path, overrides: list[str], seeds: tuple[int, ...] | No
         config = _relative(path, body["config"]) if "config" in body else base
         keys = {k: v for k, v in body.items() if k not in ("config", "set")}
         own = _pairs(path, f"recipes.{recipe_name}", {**keys, **(body.get("set") or {})})
-        recipes.append(Recipe(_name(str(recipe_name)), config, tuple([*shared, *own])))
+        recipes.append(Recipe(_name(str(recipe_name)), config, (*shared, *own), path))
     plan_seeds = seeds or (parse_seeds(",".join(map(str, tree["seeds"]))) if isinstance(tree.get("seeds"), list)
                            else parse_seeds(tree.get("seeds", 3)))
     return Plan(_name(name or str(tree.get("name") or path.stem)), tuple(recipes), plan_seeds)

@@ -19,7 +19,7 @@ def _plan(folder, recipes: dict) -> str:
     plan = {"name": "tiny", "base": "configs/default.yaml", "seeds": [42, 7],
             "set": {"data.path": str(SAMPLE), **tiny}, "recipes": recipes}
     path = folder / "plan.yaml"
-    path.write_text(yaml.safe_dump(plan), encoding="utf-8")
+    path.write_text(yaml.safe_dump(plan, sort_keys=False), encoding="utf-8")  # recipe order matters
     return str(path)
 
 

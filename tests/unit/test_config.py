@@ -301,7 +301,10 @@ def test_train_seed_alone_leaves_every_other_section_alone():
 
 # --- what each step is given ----------------------------------------------------------------
 
-STEP_NAMES = ("ingest", "split", "augment", "demonstrations", "instructions", "train", "evaluate", "register", "gate")
+STEP_NAMES = ("ingest", "split", "label_issues", "augment", "demonstrations", "instructions", "train", "evaluate", "register",
+              "gate")
+#: Steps only a soup (``train.soup_seeds``) calls.
+SOUP_STEPS = ("soup",)
 
 
 def _steps() -> dict:
@@ -348,14 +351,14 @@ def _wiring(monkeypatch, settings: Settings) -> dict[str, dict]:
     calls: dict[str, dict] = {}
 
     def recorder(name: str):
-        def call(**kwargs):
-            calls[name] = {k: v for k, v in kwargs.items() if k != "run_config"}
+        def call(id: str | None = None, **kwargs):  # noqa: A002 - ZenML's invocation-id keyword
+            calls[id or name] = {k: v for k, v in kwargs.items() if k != "run_config"}
             values = tuple(f"{name}:{i}" for i in range(outputs[name]))
             return values if len(values) > 1 else values[0]
 
         return call
 
-    for name in STEP_NAMES:
+    for name in (*STEP_NAMES, *SOUP_STEPS):
         monkeypatch.setattr(module, name, recorder(name))
     module.sentibridge_pipeline.entrypoint(settings=settings, data_version={"data_version": "x"}, data_only=False)
     return calls
@@ -366,13 +369,14 @@ def _wiring(monkeypatch, settings: Settings) -> dict[str, dict]:
     [
         ("train.seed=7", {"train"}),  # the null case: same data, augmentation and templates
         ("train.precision=fp32", {"train"}),
-        ("split.seed=7", {"split", "evaluate"}),  # evaluate samples capped test rows with it
+        ("split.seed=7", {"split", "label_issues", "evaluate"}),  # label issues: its folds; evaluate: capped test rows
         ("augment.seed=7", {"augment"}),
         ("instructions.seed=7", {"instructions"}),
         ("gate.seed=7", {"gate"}),
         ("gate.min_gain=2", {"gate"}),
         ("eval.precision=fp32", {"augment", "evaluate", "gate"}),  # augment: the self-alignment labeler
-        ("augment.embed_precision=fp32", {"augment", "demonstrations", "instructions", "evaluate"}),
+        ("augment.embed_precision=fp32", {"label_issues", "augment", "demonstrations", "instructions", "evaluate"}),
+        ("data.label_issues=drop", {"ingest", "split", "label_issues"}),  # the data section: cache keys of data steps
         ("demonstrations.k=2", {"demonstrations", "register"}),
     ],
 )
@@ -381,6 +385,18 @@ def test_a_setting_reaches_only_the_steps_that_read_it(monkeypatch, pair, steps_
     changed = _wiring(monkeypatch, load_settings(None, [pair]))
     assert set(base) == set(STEP_NAMES)
     assert {name for name in STEP_NAMES if base[name] != changed[name]} == steps_changed
+
+
+def test_a_soup_trains_and_evaluates_each_seed_then_gates_one_model(monkeypatch):
+    calls = _wiring(monkeypatch, load_settings(None, ["train.soup_seeds=[42, 7, 123]"]))
+    assert {"train_seed42", "train_seed7", "train_seed123", "evaluate_seed42", "soup", "evaluate"} <= set(calls)
+    assert "train" not in calls
+    assert [calls[f"train_seed{seed}"]["train_cfg"].seed for seed in (42, 7, 123)] == [42, 7, 123]
+    assert all(calls[f"train_seed{seed}"]["train_cfg"].soup_seeds is None for seed in (42, 7, 123))
+    assert calls["soup"]["seeds"] == [42, 7, 123]
+    assert calls["evaluate"]["lora_adapter"] == "soup:0" and calls["register"]["lora_adapter"] == "soup:0"
+    assert calls["gate"]["member_metrics"] == ["evaluate:0"] * 3  # each member's metrics (recorders share a name)
+    assert calls["evaluate_seed7"]["member"] == "seed7"
 
 
 def test_only_train_and_register_get_the_whole_config_and_only_as_a_record():
