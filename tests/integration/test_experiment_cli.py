@@ -74,8 +74,8 @@ def test_one_mlflow_parent_run_with_a_child_per_run(experiment):
     children = client.search_runs([parent.info.experiment_id],
                                   f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert len(children) == 4
-    names = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"report.json", "report.md"} <= names
+    names = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/report.json", "report/report.md"} <= names
 
 
 def test_a_rerun_reuses_every_finished_run(experiment):
