@@ -60,6 +60,11 @@ class DataConfig(_Section):
     )
     label_issue_folds: int = Field(5, ge=2, le=20, description="Cross-validation folds of the out-of-fold probabilities.")
 
+    @field_validator("label_issues", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML reads a bare `off` as false
+
     @model_validator(mode="after")
     def _bounds(self) -> "DataConfig":
         if self.min_text_chars > self.max_text_chars:

@@ -468,3 +468,9 @@ def test_serving_applies_the_calibration_saved_with_the_model(tmp_path, serving_
     monkeypatch.setattr("sentibridge.inference.serving.predict_rows", lambda *a, **kw: seen.update(kw))
     model.predict_rows(pd.DataFrame({"id": ["1"], "text": ["x"], "language": ["hi"]}))
     assert seen["offsets"] == {"hi": [0.0, -0.5, 0.25]}
+
+
+def test_a_bare_yaml_off_turns_label_issues_off():
+    assert load_settings(None, ["data.label_issues=off"]).data.label_issues == "off"
+    with pytest.raises(ConfigError, match="data.label_issues"):
+        load_settings(None, ["data.label_issues=true"])
