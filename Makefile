@@ -6,7 +6,7 @@ CONFIG ?= configs/default.yaml
 export ZENML_ANALYTICS_OPT_IN := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install run test test-fast validate clean
+.PHONY: install run test test-fast validate docs clean
 
 # torch==2.13.0 first: it resolves to a local CPU wheel; any other spec may pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml constraints.txt
@@ -26,12 +26,18 @@ run: install
 validate: install
 	$(VENV)/bin/sentibridge validate --config $(CONFIG) $(if $(DATA),--data $(DATA))
 
-## All tests: fast unit tests and the integration tests (real ZenML, MLflow and Gemma-3-270M).
+## All tests: fast unit tests and the integration tests (real ZenML, MLflow and Gemma-3-270M), then the docs build.
 test: install
 	$(VENV)/bin/pytest -q
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
 test-fast: install
 	$(VENV)/bin/pytest -q -m "not integration"
+
+## The docs: regenerate the benchmark tables from bench/results/*.json, then build the site into site/.
+docs: install
+	$(PY) bench/docs_tables.py
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf .sentibridge data/prepared

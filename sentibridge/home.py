@@ -284,6 +284,8 @@ def ensure_stack(home: Home) -> str:
 
     Idempotent. With ``SENTIBRIDGE_STACK`` set, that stack is used as it is (production:
     Kubernetes/Kubeflow/Airflow stacks with a remote MLflow), and nothing is registered.
+    Otherwise a remote http(s) ``MLFLOW_TRACKING_URI`` gets this home's tracker, its
+    credentials in a ZenML secret (``tracking_server``); a change of either updates both.
     The tracker and local artifact stores are re-pointed to this home when it was copied.
     """
     from zenml.client import Client
@@ -291,16 +293,16 @@ def ensure_stack(home: Home) -> str:
     from zenml.utils import source_utils
     from zenml.utils.pagination_utils import depaginate
 
-    from sentibridge.errors import ConfigError
-
     from zenml.integrations.mlflow.flavors.mlflow_experiment_tracker_flavor import is_remote_mlflow_tracking_uri
 
-    if not os.environ.get("SENTIBRIDGE_STACK") and is_remote_mlflow_tracking_uri(home.tracking_uri):
-        # ZenML's MLflow tracker refuses a remote URI without stored credentials; those
-        # belong in a ZenML secret of a stack the team registers, not in our local one.
+    from sentibridge import tracking_server
+    from sentibridge.errors import ConfigError
+
+    if not os.environ.get("SENTIBRIDGE_STACK") and home.tracking_uri == "databricks":
+        # Databricks needs its host and OAuth settings on the tracker: a stack the team registers.
         raise ConfigError(
-            f"MLFLOW_TRACKING_URI={home.tracking_uri} is a remote server: register a ZenML stack whose "
-            "MLflow tracker has its credentials and set SENTIBRIDGE_STACK (README: Run it on your infrastructure)"
+            "MLFLOW_TRACKING_URI=databricks needs a ZenML stack whose MLflow tracker has databricks_host and "
+            "credentials; register one and set SENTIBRIDGE_STACK (docs: Run it on your infrastructure)"
         )
     # Steps and pipelines are importable packages next to sentibridge/; without this ZenML
     # guesses the root from __main__, which for a console script is the venv's bin/.
@@ -315,8 +317,15 @@ def ensure_stack(home: Home) -> str:
             if client.active_stack_model.name != wanted:
                 client.activate_stack(wanted)
             return wanted
-        _register_component(client, TRACKER_NAME, StackComponentType.EXPERIMENT_TRACKER, home.tracking_uri)
-        _register_component(client, REGISTRY_NAME, StackComponentType.MODEL_REGISTRY, None)
+        if is_remote_mlflow_tracking_uri(home.tracking_uri):
+            # A plain MLFLOW_TRACKING_URI, as with any MLflow tool: credentials go to a secret.
+            values = tracking_server.credentials()
+            tracking_server.store_credentials(client, values)
+            tracker = tracking_server.tracker_configuration(home.tracking_uri, values)
+        else:
+            tracker = {"tracking_uri": home.tracking_uri, **dict.fromkeys(tracking_server.CREDENTIAL_KEYS)}
+        _register_component(client, TRACKER_NAME, StackComponentType.EXPERIMENT_TRACKER, tracker)
+        _register_component(client, REGISTRY_NAME, StackComponentType.MODEL_REGISTRY, {})
         for store in depaginate(client.list_stack_components, type=StackComponentType.ARTIFACT_STORE, flavor="local"):
             moved = moved_store_path(store.configuration.get("path") or "", home)
             if moved:
@@ -369,12 +378,14 @@ def ensure_experiment(home: Home, name: str) -> None:
     client.create_experiment(name, artifact_location=(home.mlflow_dir / "artifacts").as_uri() if local else None)
 
 
-def _register_component(client, name: str, kind, tracking_uri: str | None) -> None:
+def _register_component(client, name: str, kind, configuration: dict) -> None:
+    """Create the component, or bring an existing one to ``configuration`` (None removes a key)."""
     existing = client.list_stack_components(name=name, type=kind).items
     if existing:
-        # The user may have moved MLFLOW_TRACKING_URI since the stack was registered.
-        if tracking_uri and existing[0].configuration.get("tracking_uri") != tracking_uri:
-            client.update_stack_component(name, kind, configuration={"tracking_uri": tracking_uri})
+        # The user may have moved MLFLOW_TRACKING_URI or changed credentials since registering.
+        current = existing[0].configuration
+        if any(current.get(key) != value for key, value in configuration.items()):
+            client.update_stack_component(name, kind, configuration=configuration)
         return
-    configuration = {"tracking_uri": tracking_uri} if tracking_uri else {}
-    client.create_stack_component(name=name, flavor="mlflow", component_type=kind, configuration=configuration)
+    wanted = {key: value for key, value in configuration.items() if value is not None}
+    client.create_stack_component(name=name, flavor="mlflow", component_type=kind, configuration=wanted)

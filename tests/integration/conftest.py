@@ -36,3 +36,20 @@ def default_model(tmp_path_factory) -> TrainedHome:
     trained = TrainedHome(tmp_path_factory.mktemp("default_model") / "home", {})
     trained.result = trained.cli("train", "--config", "configs/default.yaml", *SAMPLE_TEST_ROWS)
     return trained
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory, tiny_gemma_config, gemma_tokenizer) -> Path:
+    """A tiny Gemma-3 with the real tokenizer, saved as a local base model (``model.base=<path>``).
+
+    For integration tests about the stack, the servers or the CLI rather than the model: the whole
+    pipeline runs as with Gemma-3-270M, only every forward pass is about a thousand times cheaper.
+    """
+    import torch
+    from transformers import Gemma3ForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny_base")
+    torch.manual_seed(0)
+    Gemma3ForCausalLM(tiny_gemma_config).save_pretrained(folder, safe_serialization=True)
+    gemma_tokenizer.save_pretrained(folder)
+    return folder

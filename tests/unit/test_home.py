@@ -262,12 +262,13 @@ def test_resolve_home_follows_the_environment(tmp_path, monkeypatch):
     assert home.tracking_uri == f"sqlite:///{tmp_path / 'h' / 'mlflow' / 'mlflow.db'}"
 
 
-@pytest.mark.parametrize("uri", ["http://127.0.0.1:5000", "https://mlflow.example.org", "databricks"])
-def test_a_remote_tracking_uri_without_a_stack_is_one_config_line(monkeypatch, tmp_path, uri):
+def test_databricks_without_a_stack_is_one_config_line(monkeypatch, tmp_path):
+    # A plain http(s) URI gets a tracker of its own (tests/integration/test_plain_mlflow.py);
+    # Databricks needs host and OAuth settings that only a registered stack carries.
     from sentibridge.errors import ConfigError
     from sentibridge.home import Home, ensure_stack
 
     monkeypatch.delenv("SENTIBRIDGE_STACK", raising=False)
-    with pytest.raises(ConfigError, match="is a remote server: register a ZenML stack") as info:
-        ensure_stack(Home(root=tmp_path, tracking_uri=uri))
+    with pytest.raises(ConfigError, match="databricks needs a ZenML stack") as info:
+        ensure_stack(Home(root=tmp_path, tracking_uri="databricks"))
     assert "\n" not in str(info.value)

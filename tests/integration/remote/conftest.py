@@ -10,17 +10,15 @@ ZenML client, as a user would, and picked with ``SENTIBRIDGE_STACK``.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import MODEL_CACHE, cli_env
-from tests.loopback import free_port, wait_for_http
+from tests.loopback import Server, free_port, mlflow_server
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[3]
@@ -29,52 +27,6 @@ STACK = "sentibridge-remote"
 ADMIN, ADMIN_PASSWORD = "admin", "admin-password-for-tests"
 #: moto accepts any key; s3fs and boto3 read these from the environment, as on a real stack.
 AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-@dataclass
-class Server:
-    """One server subprocess: started in its own process group so that its workers stop with it."""
-
-    name: str
-    command: list[str]
-    port: int
-    health: str
-    log: Path
-    env: dict[str, str] = field(default_factory=dict)
-    process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        handle = self.log.open("ab")
-        self.process = subprocess.Popen(
-            self.command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
-            cwd=self.log.parent, start_new_session=True,
-        )
-        handle.close()
-
-    def wait(self, timeout_s: float = 240.0) -> None:
-        assert self.process is not None, f"{self.name} was never started"
-        wait_for_http(self.url + self.health, self.process, self.name, timeout_s, self.tail)
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self) -> None:
-        if not self.running():
-            return
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=20)
-
-    def tail(self, chars: int = 4000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.is_file() else "(no log)"
 
 
 @dataclass
@@ -134,33 +86,6 @@ client.create_stack(name=stack, components={
 print(json.dumps(sorted(s.name for s in client.list_stacks().items)))
 """
 
-AUTH_INI = """[mlflow]
-default_permission = NO_PERMISSIONS
-database_uri = sqlite:///{db}
-admin_username = {admin}
-admin_password = {password}
-authorization_function = mlflow.server.auth:authenticate_request_basic_auth
-grant_default_workspace_access = false
-"""
-
-
-def _mlflow_server(root: Path) -> Server:
-    (root / "mlflow").mkdir(exist_ok=True)
-    ini = root / "mlflow" / "basic_auth.ini"
-    ini.write_text(AUTH_INI.format(db=root / "mlflow" / "auth.db", admin=ADMIN, password=ADMIN_PASSWORD))
-    port = free_port()
-    return Server(
-        "mlflow server (basic-auth)",
-        [str(BIN / "mlflow"), "server", "--app-name", "basic-auth",
-         "--backend-store-uri", f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
-         "--artifacts-destination", str(root / "mlflow" / "artifacts"),
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        port, "/health", root / "mlflow" / "server.log",
-        env={"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": "tests-only",
-             "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"},
-    )
-
-
 @pytest.fixture(scope="session")
 def remote_session(tmp_path_factory):
     root = tmp_path_factory.mktemp("remote")
@@ -178,7 +103,7 @@ def remote_session(tmp_path_factory):
                  "ZENML_SERVER_DEPLOYMENT_TYPE": "other", "ZENML_ANALYTICS_OPT_IN": "false", **AWS},
         ),
         s3=Server("moto S3", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)], s3_port, "/", root / "s3" / "server.log"),
-        mlflow=_mlflow_server(root),
+        mlflow=mlflow_server(root / "mlflow", auth=(ADMIN, ADMIN_PASSWORD)),
     )
     try:
         for server in remote.servers:
