@@ -290,13 +290,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
     summary = predict_file(model, Path(args.input), Path(args.output), progress=not args.json)
     print(f"predicted {summary.predicted} rows with {name} v{version} -> {args.output}"
+          + (f"; {summary.truncated} truncated to the model's max_length ({model.max_length} tokens)"
+             if summary.truncated else "")
           + (f"; {summary.errors} rows kept with an error" if summary.errors else ""))
     for row, error in summary.first_errors:
         print(f"  row {row}: {error}")
+    # One bad row costs that row; only an input where no row could be labelled fails (exit 1).
+    if summary.failed:
+        print(f"error: no row of {args.input} could be labelled ({summary.errors} rows with an error)",
+              file=sys.stderr, flush=True)
     if args.json:
-        _emit_json({"ok": True, "model_version": version, "rows": summary.rows, "predicted": summary.predicted,
-                    "errors": summary.errors, "output": str(args.output)})
-    return 0
+        _emit_json({"ok": not summary.failed, "model_version": version, "rows": summary.rows,
+                    "predicted": summary.predicted, "errors": summary.errors, "truncated": summary.truncated,
+                    "output": str(args.output)})
+    return 1 if summary.failed else 0
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
@@ -431,8 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(rollback)
     rollback.set_defaults(func=cmd_rollback)
 
-    predict = sub.add_parser("predict", help="label a CSV/TSV/JSONL/txt file with a registered model")
-    predict.add_argument("--input", required=True, help="CSV/TSV/JSONL/txt; a 'text' column and an optional 'language'")
+    predict = sub.add_parser("predict", help="label a CSV/TSV/JSONL/Parquet/txt file with a registered model")
+    predict.add_argument("--input", required=True,
+                         help="CSV/TSV/JSONL/Parquet/txt file or folder; a 'text' column and an optional 'language'")
     predict.add_argument("--output", required=True, help="CSV/TSV/JSONL/JSON/Parquet, by suffix")
     predict.add_argument("--model", default="champion", help="'champion' (default) or a version number")
     common(predict)

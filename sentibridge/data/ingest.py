@@ -1,30 +1,32 @@
 """Reading datasets into one row table, with normalised labels and languages.
 
-Accepted inputs:
-- a CSV, JSONL or Parquet file with columns ``text,label,language`` and optional ``id,split``;
+Accepted inputs (files are read by :mod:`sentibridge.data.reading`, as ``predict`` reads them):
+- a CSV, TSV, JSONL/NDJSON or Parquet file with columns ``text,label,language`` and optional
+  ``id,split`` (column names in any case, padded or not);
 - a folder of such files (read as one dataset);
 - a TweetEval-style folder ``<language>/{train,val,test}_{text,labels}.txt`` (UMSAB's layout).
 
-Every physical record becomes exactly one row: nothing is dropped here. Rows that break the
-schema are marked (e.g. an unknown label becomes ``INVALID_LABEL``) and quarantined by
-validation, so ``rows_in == rows_valid + rows_quarantined`` can be checked end to end.
+Every physical record becomes exactly one row: nothing is dropped here (a blank line of a
+CSV/TSV/JSONL file is no record). Rows that break the schema are marked (e.g. an unknown label
+becomes ``INVALID_LABEL``) and quarantined by validation, so ``rows_in == rows_valid +
+rows_quarantined`` can be checked end to end. A record that cannot be read at all (not UTF-8, a
+broken JSON line) fails the file with a one-line ``DataError`` naming its line: training data
+is fixed at the source, not labelled around.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from sentibridge.data.text import text_lines
+from sentibridge.data.reading import TABLE_SUFFIXES, TEXT, DataFile, input_files, open_file
 from sentibridge.errors import DataError
 from sentibridge.labels import normalise_label
 from sentibridge.languages import normalise_language
 
 REQUIRED_COLUMNS = ("text", "label", "language")
-TABULAR_SUFFIXES = (".csv", ".jsonl", ".parquet")
 TWEETEVAL_SPLITS = ("train", "val", "test")
 
 #: Columns of the ingested table, in order.
@@ -49,34 +51,29 @@ def read_dataset(path: str | Path) -> pd.DataFrame:
     Raises ``DataError`` with one clear line for anything that cannot be read.
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder")
-    if path.is_file():
-        return _finish(_read_tabular(path), path.parent)
-    if _is_tweeteval(path):
+    if path.is_dir() and _is_tweeteval(path):
         return _finish(_read_tweeteval(path), path)
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in TABULAR_SUFFIXES)
+    files = input_files(path, TABLE_SUFFIXES)
     if not files:
         raise DataError(
-            f"{path}: empty folder (no {', '.join(TABULAR_SUFFIXES)} files and no "
+            f"{path}: empty folder (no {', '.join(TABLE_SUFFIXES)} files and no "
             "<language>/{train,val,test}_{text,labels}.txt)"
         )
-    return _finish(pd.concat([_read_tabular(f) for f in files], ignore_index=True), path)
+    root = path.parent if path.is_file() else path
+    return _finish(pd.concat([_read_table(f) for f in files], ignore_index=True), root)
 
 
 def read_unlabelled(path: str | Path) -> pd.DataFrame:
-    """Read an unlabelled pool (CSV/JSONL/Parquet file or folder with text and language columns).
+    """Read an unlabelled pool (a file or folder of the formats above, with text and language columns).
 
     Returns ``id, text, language`` with languages normalised and blank texts dropped.
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder")
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix.lower() in TABULAR_SUFFIXES)
+    files = input_files(path, TABLE_SUFFIXES)
     if not files:
-        raise DataError(f"{path}: no {', '.join(TABULAR_SUFFIXES)} files")
-    frame = pd.concat([_read_tabular(f, ("text", "language")) for f in files], ignore_index=True)
-    frame["text"] = frame["text"].astype(str)
+        raise DataError(f"{path}: no {', '.join(TABLE_SUFFIXES)} files")
+    frame = pd.concat([_read_table(f, ("text", "language")) for f in files], ignore_index=True)
+    frame["text"] = frame["text"].map(_text)
     frame = frame[frame["text"].str.strip().ne("")].reset_index(drop=True)
     frame["language"] = frame["language"].map(normalise_language)
     frame["id"] = [f"pool-{i}" for i in range(len(frame))]
@@ -87,80 +84,56 @@ def _is_tweeteval(folder: Path) -> bool:
     return any(folder.glob("*/*_text.txt"))
 
 
-def _read_tabular(path: Path, required: tuple[str, ...] = REQUIRED_COLUMNS) -> pd.DataFrame:
-    suffix = path.suffix.lower()
-    if suffix not in TABULAR_SUFFIXES:
-        raise DataError(f"{path}: unknown format '{suffix or path.name}' (expected {', '.join(TABULAR_SUFFIXES)})")
-    if path.stat().st_size == 0:
+def _read_table(path: Path, required: tuple[str, ...] = REQUIRED_COLUMNS) -> pd.DataFrame:
+    """One file as ``required`` + ``id, split, source, line`` columns (object dtype, None when absent)."""
+    data = open_file(path, TABLE_SUFFIXES)
+    if data.columns == ():
         raise DataError(f"{path}: empty file")
-    try:
-        if suffix == ".csv":
-            frame, lines = _read_csv(path)
-        elif suffix == ".jsonl":
-            frame, lines = _read_jsonl(path)
-        else:
-            frame = pd.read_parquet(path)
-            lines = list(range(1, len(frame) + 1))
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: cannot decode as UTF-8 (byte {exc.start}: {exc.reason})") from None
-    except csv.Error as exc:
-        raise DataError(f"{path}: malformed CSV ({exc})") from None
-    except (OSError, ValueError) as exc:  # pyarrow raises ArrowInvalid, a ValueError
-        raise DataError(f"{path}: cannot read {suffix[1:]} ({str(exc).strip().splitlines()[0]})") from None
-    if frame.empty:
+    if data.columns is not None:  # a header: check it before reading a row
+        _check_columns(path, [_column(c) for c in data.columns], required)
+    records: list[dict[str, Any]] = []
+    lines: list[int] = []
+    for record in data.records():
+        if record.blank:
+            continue
+        if record.error is not None:
+            raise DataError(f"{path}:{record.line}: broken {data.kind} line ({record.error})")
+        records.append({_column(k): v for k, v in record.fields.items()})
+        lines.append(record.line)
+    if not records:
         raise DataError(f"{path}: empty file (no rows)")
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise DataError(
-            f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(frame.columns) or 'none'})"
-        )
-    out = pd.DataFrame({c: frame[c] for c in required})
-    out["id"] = frame["id"].astype(str) if "id" in frame.columns else None
-    out["split"] = frame["split"] if "split" in frame.columns else None
+    if data.columns is None:  # JSONL: the lines name the columns
+        _check_columns(path, list(dict.fromkeys(k for r in records for k in r)), required)
+    names = [*required, "id", "split"]
+    out = pd.DataFrame({name: pd.Series([r.get(name) for r in records], dtype=object) for name in names})
     out["source"] = str(path)
     out["line"] = lines
     return out
 
 
-def _read_csv(path: Path) -> tuple[pd.DataFrame, list[int]]:
-    """CSV with physical line numbers: pandas cannot say where a quoted multi-line record starts."""
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if not header:
-            raise DataError(f"{path}: empty file")
-        records, lines = [], []
-        end = reader.line_num
-        for row in reader:
-            start, end = end + 1, reader.line_num
-            if not row:  # a blank line is no record
-                continue
-            if len(row) > len(header):
-                raise DataError(f"{path}:{start}: malformed CSV ({len(row)} fields, header has {len(header)})")
-            records.append(dict(zip(header, row + [""] * (len(header) - len(row)))))
-            lines.append(start)
-    return pd.DataFrame.from_records(records, columns=header), lines
+def _text(value: object) -> str:
+    """A text cell as a string: a missing one (None, NaN) is empty, a number is written out."""
+    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
 
 
-def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
-    records: list[dict] = []
-    lines: list[int] = []
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{number}: broken JSON line ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
-            records.append(record)
-            lines.append(number)
-    if not records:
-        raise DataError(f"{path}: empty file (no JSON lines)")
-    return pd.DataFrame.from_records(records), lines
+def _column(name: object) -> str:
+    return str(name).strip().lower()
+
+
+def _check_columns(path: Path, found: list[str], required: tuple[str, ...]) -> None:
+    missing = [c for c in required if c not in found]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(found) or 'none'})")
+
+
+def _text_lines(data: DataFile) -> list[str]:
+    """A TweetEval file's lines; a blank line is a record (an empty tweet)."""
+    lines = []
+    for record in data.records():
+        if record.error is not None:
+            raise DataError(f"{data.path}:{record.line}: broken {data.kind} line ({record.error})")
+        lines.append(record.fields[TEXT])
+    return lines
 
 
 def _read_tweeteval(folder: Path) -> pd.DataFrame:
@@ -174,7 +147,8 @@ def _read_tweeteval(folder: Path) -> pd.DataFrame:
             if not (text_file.exists() and label_file.exists()):
                 present, absent = (text_file, label_file) if text_file.exists() else (label_file, text_file)
                 raise DataError(f"{present}: has no partner file {absent.name}")
-            texts, labels = list(text_lines(text_file)), list(text_lines(label_file))
+            texts = _text_lines(open_file(text_file, (".txt",)))
+            labels = _text_lines(open_file(label_file, (".txt",)))
             if len(texts) != len(labels):
                 raise DataError(
                     f"{text_file}: {len(texts)} lines but {label_file.name} has {len(labels)}; "
@@ -210,7 +184,7 @@ def _finish(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
     missing_id = frame["id"].isna() | (frame["id"].astype(str).str.strip() == "")
     generated = frame["source"].map(lambda s: Path(s).relative_to(root).as_posix()) + ":" + frame["line"].astype(str)
     out["id"] = frame["id"].where(~missing_id, generated).astype(str)
-    out["text"] = frame["text"].map(lambda t: "" if t is None or (isinstance(t, float) and pd.isna(t)) else str(t))
+    out["text"] = frame["text"].map(_text)
     out["label"] = frame["label"].map(normalise_label).astype("int64")
     out["label_raw"] = frame["label"].map(lambda v: "" if v is None else str(v))
     out["language"] = frame["language"].map(normalise_language)

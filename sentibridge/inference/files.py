@@ -1,9 +1,15 @@
 """Reading texts to predict on, and writing predictions, for ``sentibridge predict``.
 
+Input is read by :mod:`sentibridge.data.reading`, as training data is: a .csv, .tsv,
+.jsonl/.ndjson, .parquet or .txt file, or a folder of them (read in path order as one input).
+
 Every input record becomes exactly one row, in file order: a bad record is kept with an
-``error`` and ``text`` None, so output rows line up with input lines. Only mistakes about the
-whole file (missing, wrong format, no text column, not UTF-8) raise :class:`DataError`. A
-language code must be ISO 639-1 (``languages.is_language_code``), as in training data.
+``error`` and ``text`` None, so output rows line up with input records. A row's error is one of:
+bytes that are not UTF-8, a broken JSON line, a CSV/TSV row with more fields than the header,
+a missing or empty text (a blank line included), a text or language that is not a string, or
+an unknown language code (ISO 639-1 only, ``languages.is_language_code``, as in training data).
+Only mistakes about the whole file (missing, wrong format, no text column, a header that is not
+UTF-8) raise :class:`DataError`. A text may be of any length.
 
 Both sides stream: :func:`iter_prediction_input` yields tables of at most ``chunk_rows`` rows
 and :class:`PredictionWriter` appends them to a temporary file that replaces the target only
@@ -12,8 +18,6 @@ when complete, so memory does not grow with the file and a failure leaves no par
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import json
 import math
@@ -28,11 +32,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sentibridge.data.text import BOM, text_blocks, text_lines
+from sentibridge.data.reading import SUFFIXES, TEXT, DataFile, input_files, open_file
 from sentibridge.errors import DataError
 from sentibridge.languages import is_language_code
 
-INPUT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".txt")
+INPUT_SUFFIXES = SUFFIXES
 OUTPUT_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 #: Rows read, scored and written at a time by ``sentibridge predict``: a few MB of text per
 #: chunk, and enough rows per chunk that the model's batches stay full.
@@ -40,37 +44,39 @@ CHUNK_ROWS = 10_000
 #: Columns of :func:`read_prediction_input`'s table, in order.
 INPUT_COLUMNS = ["row", "id", "text", "language", "error"]
 
-#: (id, text, language, error) of one input record, before it is checked.
-_Record = tuple[object, object, object, "str | None"]
+#: (id when the record has none, id, text, language, error) of one input record, before it is checked.
+_Record = tuple["str | None", object, object, object, "str | None"]
 
 
 def iter_prediction_input(
     path: Path, text_column: str = "text", language_column: str = "language", chunk_rows: int = CHUNK_ROWS
 ) -> Iterator[pd.DataFrame]:
-    """Stream a .csv, .tsv, .jsonl/.ndjson or .txt file as ``INPUT_COLUMNS`` tables of at most
-    ``chunk_rows`` rows; ``row`` counts on across chunks.
+    """Stream a file or folder (formats in the module docstring) as ``INPUT_COLUMNS`` tables of
+    at most ``chunk_rows`` rows; ``row`` counts on across chunks and files.
 
-    The format, the file and a CSV/TSV header are checked before this returns; a byte that is
-    not UTF-8 raises :class:`DataError` when the stream reaches it.
+    Every file, its format and its header are checked before this returns. A record without an
+    ``id`` gets its row number, or ``<file relative to the folder>:<line>`` when ``path`` is a
+    folder (as training ingestion names rows).
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
     path = Path(path)
-    suffix = _suffix(path, INPUT_SUFFIXES, "input")
-    _check_readable(path)
-    if suffix in (".jsonl", ".ndjson"):
-        records: Iterable[_Record] = _jsonl_records(path, text_column, language_column)
-    elif suffix == ".txt":
-        records = ((None, line, None, None) for line in text_lines(path))
-    else:
-        records = _delimited_records(path, "\t" if suffix == ".tsv" else ",", text_column, language_column)
+    paths = input_files(path, INPUT_SUFFIXES)
+    if not paths:
+        raise DataError(f"{path}: no {', '.join(INPUT_SUFFIXES)} files in this folder")
+    opened = [open_file(p, INPUT_SUFFIXES) for p in paths]
+    for data in opened:
+        if data.columns and data.suffix != ".txt" and text_column not in data.columns:
+            raise DataError(f"{data.path}: no '{text_column}' column (columns: {', '.join(data.columns)})")
+    root = path if path.is_dir() else None
+    records = itertools.chain.from_iterable(_records(data, text_column, language_column, root) for data in opened)
     return _chunks(records, chunk_rows)
 
 
 def read_prediction_input(
     path: Path, text_column: str = "text", language_column: str = "language"
 ) -> pd.DataFrame:
-    """The whole file as one ``INPUT_COLUMNS`` table (:func:`iter_prediction_input` in one chunk)."""
+    """The whole input as one ``INPUT_COLUMNS`` table (:func:`iter_prediction_input` in one chunk)."""
     return next(iter_prediction_input(path, text_column, language_column, chunk_rows=sys.maxsize), _frame([]))
 
 
@@ -171,70 +177,19 @@ def _suffix(path: Path, allowed: tuple[str, ...], kind: str) -> str:
     return suffix
 
 
-def _check_readable(path: Path) -> None:
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    if not path.is_file():
-        raise DataError(f"{path}: not a file")
-
-
-def _raw_lines(path: Path) -> Iterator[bytes]:
-    """The file's ``\\n``-terminated lines, ending kept, BOM dropped."""
-    try:
-        with path.open("rb") as handle:
-            for number, raw in enumerate(handle):
-                yield raw.removeprefix(BOM) if number == 0 else raw
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-
-
-def _delimited_records(path: Path, delimiter: str, text_column: str, language_column: str) -> Iterator[_Record]:
-    """Reads and checks the header now; the records stream from the returned iterator."""
-    # A StringIO per block splits lines as open(newline="") would, \r and \r\n included.
-    lines = itertools.chain.from_iterable(io.StringIO(block, newline="") for block in text_blocks(path))
-    reader = csv.reader(lines, delimiter=delimiter)
-    try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        raise DataError(f"{path}: line {reader.line_num}: {exc}") from exc
-    if header is None:
-        return iter(())
-    if text_column not in header:
-        raise DataError(f"{path}: no '{text_column}' column (columns: {', '.join(header) or 'none'})")
-    index = {name: header.index(name) for name in ("id", text_column, language_column) if name in header}
-    return _delimited_rows(path, reader, len(header), [index.get(name) for name in ("id", text_column, language_column)])
-
-
-def _delimited_rows(path: Path, reader: Any, width: int, positions: list[int | None]) -> Iterator[_Record]:
-    try:
-        for cells in reader:
-            cells = cells or [""] * width  # a blank line is an empty record, not a skipped one
-            fields = [cells[p] if p is not None and p < len(cells) else None for p in positions]
-            yield fields[0], fields[1], fields[2], None
-    except csv.Error as exc:
-        raise DataError(f"{path}: line {reader.line_num}: {exc}") from exc
-
-
-def _jsonl_records(path: Path, text_column: str, language_column: str) -> Iterator[_Record]:
-    """Decode line by line, so one bad line costs one row, not the file."""
-    for raw in _raw_lines(path):
-        try:
-            line = raw.removesuffix(b"\n").decode("utf-8")
-        except UnicodeDecodeError:
-            yield None, None, None, "not UTF-8"
-            continue
-        if not line.strip():
-            yield None, None, None, "invalid JSON: empty line"
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield None, None, None, f"invalid JSON: {exc.msg} at column {exc.colno}"
-            continue
-        if not isinstance(record, dict):
-            yield None, None, None, "not a JSON object"
-            continue
-        yield record.get("id"), record.get(text_column), record.get(language_column), None
+def _records(data: DataFile, text_column: str, language_column: str, root: Path | None) -> Iterator[_Record]:
+    """One file's records as ``_Record``s; a blank line is a record with an empty text."""
+    text_field = TEXT if data.suffix == ".txt" else text_column
+    name = data.path.relative_to(root).as_posix() if root is not None else None
+    for record in data.records(("id", text_field, language_column)):
+        fallback = f"{name}:{record.line}" if name is not None else None
+        if record.error is not None:
+            yield fallback, None, None, None, record.error
+        elif record.fields is None:
+            yield fallback, None, "", None, None
+        else:
+            fields = record.fields
+            yield fallback, fields.get("id"), fields.get(text_field), fields.get(language_column), None
 
 
 def _chunks(records: Iterable[_Record], chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -258,10 +213,14 @@ def _frame(rows: list[tuple[int, str, str | None, str | None, str | None]]) -> p
 
 
 def _make_row(
-    row: int, id_: object, text: object, language: object, error: str | None
+    row: int, fallback: str | None, id_: object, text: object, language: object, error: str | None
 ) -> tuple[int, str, str | None, str | None, str | None]:
-    """Check one record; the first problem found becomes its ``error``."""
-    id_str = str(row) if id_ is None or id_ == "" else str(id_)
+    """Check one record; the first problem found becomes its ``error``. Without an id the row
+    is named ``fallback``, else its row number."""
+    if id_ is None or id_ == "":
+        id_str = str(row) if fallback is None else fallback
+    else:
+        id_str = str(id_)
     if error is None:
         if text is None:
             error = "missing text"

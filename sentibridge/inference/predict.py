@@ -1,5 +1,10 @@
 """Prediction on a row table (the serving prompt, label scoring, a predictions table), and on a
-whole file, chunk by chunk."""
+whole file, chunk by chunk.
+
+A text longer than the model's ``max_length`` is cut to fit (``instructions.build_records``: the
+prompt, demonstrations dropped first, then the text, counted in tokens) and still scored; the
+``truncated`` column says which rows were cut, so a long article costs its tail, not its label.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from sentibridge.inference.files import CHUNK_ROWS, INPUT_COLUMNS, PredictionWri
 from sentibridge.inference.scoring import score_records
 
 #: Columns of :func:`predict_file`'s output, in order.
-OUTPUT_COLUMNS = ["row", "id", "text", "language", "label", "label_id", *SCORE_COLUMNS, "error"]
+OUTPUT_COLUMNS = ["row", "id", "text", "language", "label", "label_id", *SCORE_COLUMNS, "truncated", "error"]
 
 
 def predict_rows(
@@ -40,7 +45,8 @@ def predict_rows(
     embed: Embed | None = None,
     offsets: Mapping[str, Sequence[float]] | None = None,
 ) -> pd.DataFrame:
-    """``rows`` (id, text, language[, label]) -> id, language, label, pred and one score per label.
+    """``rows`` (id, text, language[, label]) -> id, language, label, pred, one score per label
+    and ``truncated``: whether the text was cut to fit ``max_length`` tokens.
 
     Uses the serving template and the model's demonstration store (if it has one), so
     evaluation scores exactly what a served model would answer; ``offsets`` are the model's
@@ -49,6 +55,8 @@ def predict_rows(
     demonstrations = demonstrations_for(rows, store, embed)
     records = build_records(rows, tokenizer, max_length, seed=0, template=SERVING_TEMPLATE, demonstrations=demonstrations)
     result = score_records(model, tokenizer, records, batch_size, device, precision, progress=progress)
+    # build_records keeps a text that fits unchanged and decodes fewer tokens of one that does not.
+    truncated = [record["input"] != str(text) for record, text in zip(records, rows["text"])]
     out = pd.DataFrame(
         {
             "id": rows["id"].astype(str).to_numpy(),
@@ -59,6 +67,7 @@ def predict_rows(
     )
     for k, word in enumerate(LABEL_WORDS):
         out[f"score_{word}"] = result.probs[:, k]
+    out["truncated"] = np.asarray(truncated, dtype=bool)
     return calibrated(out, offsets) if offsets else out
 
 
@@ -103,18 +112,29 @@ class RowPredictor(Protocol):
     """What :func:`predict_file` needs of a model, e.g. ``serving.SentimentModel``."""
 
     def predict_rows(self, rows: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
-        """``rows`` (id, text, language) -> a table with ``pred`` and the ``SCORE_COLUMNS``."""
+        """``rows`` (id, text, language) -> a table with ``pred``, the ``SCORE_COLUMNS`` and,
+        optionally, ``truncated`` (bool per row; absent counts as not truncated)."""
         ...
 
 
 @dataclass(frozen=True)
 class PredictSummary:
-    """Counts of a :func:`predict_file` run; ``first_errors`` is (row, error) of the first few bad rows."""
+    """Counts of a :func:`predict_file` run; ``first_errors`` is (row, error) of the first few bad rows.
+
+    ``predicted + errors == rows``; ``truncated`` counts predicted rows whose text was cut to the
+    model's ``max_length`` before scoring.
+    """
 
     rows: int
     predicted: int
     errors: int
     first_errors: tuple[tuple[int, str], ...]
+    truncated: int = 0
+
+    @property
+    def failed(self) -> bool:
+        """No row could be labelled (an empty input is no failure): the only failed prediction job."""
+        return self.rows > 0 and self.predicted == 0
 
 
 def predict_file(
@@ -131,12 +151,12 @@ def predict_file(
     ``PredictSummary.first_errors``.
 
     Memory stays flat in the file size. Every input row is an output row (``OUTPUT_COLUMNS``), in
-    order; rows with an ``error`` are kept unscored. Until the last chunk is written the output
-    lives in a temporary file, so any failure (bad input mid-way, a model error) leaves
-    ``output_path`` as it was.
+    order; rows with an ``error`` are kept unscored, so one bad row never costs the file. Until
+    the last chunk is written the output lives in a temporary file, so any failure (a file
+    unreadable mid-way, a model error) leaves ``output_path`` as it was.
     """
     chunks = iter_prediction_input(Path(input_path), chunk_rows=chunk_rows)  # checks the file first
-    rows = predicted = 0
+    rows = predicted = truncated = 0
     errors: list[tuple[int, str]] = []
     with PredictionWriter(Path(output_path)) as writer:
         for chunk in chunks:
@@ -144,23 +164,27 @@ def predict_file(
             writer.write(labelled)
             rows += len(chunk)
             predicted += int(labelled["label_id"].notna().sum())
+            truncated += int(labelled["truncated"].sum())  # NA (unscored rows) counts as 0
             if len(errors) < errors_shown:
                 bad = chunk[chunk["error"].notna()].head(errors_shown - len(errors))
                 errors.extend(zip(bad["row"].tolist(), bad["error"].tolist()))
         if rows == 0:  # an empty input still gets a header, a schema or "[]"
             writer.write(_label_chunk(model, pd.DataFrame(columns=INPUT_COLUMNS).astype({"row": "int64"}), progress))
-    return PredictSummary(rows=rows, predicted=predicted, errors=rows - predicted, first_errors=tuple(errors))
+    return PredictSummary(
+        rows=rows, predicted=predicted, errors=rows - predicted, first_errors=tuple(errors), truncated=truncated
+    )
 
 
 def _label_chunk(model: RowPredictor, rows: pd.DataFrame, progress: bool) -> pd.DataFrame:
     """``rows`` (``files.INPUT_COLUMNS``) -> ``OUTPUT_COLUMNS``, scoring only the rows without an error.
 
-    Fixed dtypes (nullable string/Int64, float64) so every chunk writes the same Parquet schema,
+    Fixed dtypes (nullable string/Int64/boolean, float64) so every chunk writes the same Parquet schema,
     even one whose rows are all bad.
     """
     good = rows["error"].isna().to_numpy()
     label = pd.array([None] * len(rows), dtype="string")
     label_id = pd.array([None] * len(rows), dtype="Int64")
+    truncated = pd.array([None] * len(rows), dtype="boolean")
     scores = np.full((len(rows), len(SCORE_COLUMNS)), np.nan)
     if good.any():
         scored = model.predict_rows(rows.loc[good, ["id", "text", "language"]].reset_index(drop=True), progress=progress)
@@ -168,6 +192,7 @@ def _label_chunk(model: RowPredictor, rows: pd.DataFrame, progress: bool) -> pd.
         label[good] = np.asarray(LABEL_WORDS, dtype=object)[pred]
         label_id[good] = pred
         scores[good] = scored[SCORE_COLUMNS].to_numpy(dtype=np.float64)
+        truncated[good] = scored["truncated"].to_numpy(dtype=bool) if "truncated" in scored.columns else False
     strings = {name: rows[name].astype("string").array for name in ("id", "text", "language", "error")}
     return pd.DataFrame(
         {
@@ -176,6 +201,7 @@ def _label_chunk(model: RowPredictor, rows: pd.DataFrame, progress: bool) -> pd.
             "label": label,
             "label_id": label_id,
             **{name: scores[:, k] for k, name in enumerate(SCORE_COLUMNS)},
+            "truncated": truncated,
             "error": strings["error"],
         }
     )

@@ -1,4 +1,4 @@
-"""Ingestion: CSV/JSONL/Parquet files, folders of them and TweetEval folders become one row table.
+"""Ingestion: CSV/TSV/JSONL/Parquet files, folders of them and TweetEval folders become one row table.
 
 Unreadable input fails with one DataError line naming the file; readable-but-bad records are
 kept (marked) so that validation can quarantine them and nothing is lost on the way.
@@ -51,13 +51,13 @@ def write_tweeteval(root: Path, language: str, split: str, texts: str, labels: s
 
 @pytest.mark.parametrize(
     "suffix, first_line",
-    [(".csv", 2), (".jsonl", 1), (".parquet", 1)],
+    [(".csv", 2), (".tsv", 2), (".jsonl", 1), (".ndjson", 1), (".parquet", 1)],
 )
 def test_each_format_reads_to_the_same_normalised_rows(tmp_path, suffix, first_line):
     path = tmp_path / f"reviews{suffix}"
-    if suffix == ".csv":
-        pd.DataFrame(RECORDS).to_csv(path, index=False)
-    elif suffix == ".jsonl":
+    if suffix in (".csv", ".tsv"):
+        pd.DataFrame(RECORDS).to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
+    elif suffix in (".jsonl", ".ndjson"):
         write_jsonl(path, RECORDS)
     else:
         pd.DataFrame(RECORDS).to_parquet(path)
@@ -134,17 +134,26 @@ def test_normalise_split(value, expected):
     assert normalise_split(value) == expected
 
 
+def test_tsv_keeps_commas_and_quotes_and_reads_a_field_of_any_length(tmp_path):
+    article = "A long article, with commas. " * 9000  # 261,000 characters: over csv's default field limit
+    path = write_text(tmp_path / "long.tsv", f"text\tlabel\tlanguage\nHello, world\tpositive\ten\n{article}\t0\tfr\n")
+    rows = read_dataset(path)
+    assert rows["text"].tolist() == ["Hello, world", article]
+    assert rows["label"].tolist() == [2, 0] and rows["id"].tolist() == ["long.tsv:2", "long.tsv:3"]
+
+
 def test_folder_of_mixed_files_is_one_dataset(tmp_path):
     root = tmp_path / "data"
     write_text(root / "b.csv", "text,label,language\nb1,0,en\nb2,1,en\n")
+    write_text(root / "d.tsv", "text\tlabel\tlanguage\nd1\t2\tfr\n")
     write_jsonl(root / "a" / "part.jsonl", [{"text": "a1", "label": "positive", "language": "de"}])
     frame = pd.DataFrame({"text": ["c1"], "label": [2], "language": ["es"]})
     frame.to_parquet(root / "c.parquet")
     write_text(root / "README.md", "not data")
     write_text(root / "notes.txt", "not data either")
     rows = read_dataset(root)
-    assert rows["text"].tolist() == ["a1", "b1", "b2", "c1"]  # sorted by path
-    assert [Path(s).name for s in rows["source"]] == ["part.jsonl", "b.csv", "b.csv", "c.parquet"]
+    assert rows["text"].tolist() == ["a1", "b1", "b2", "c1", "d1"]  # sorted by path
+    assert [Path(s).name for s in rows["source"]] == ["part.jsonl", "b.csv", "b.csv", "c.parquet", "d.tsv"]
     assert rows["id"].is_unique
 
 
@@ -203,29 +212,29 @@ def _missing_column_parquet(tmp):
 def _latin1_csv(tmp):
     path = tmp / "latin.csv"
     path.write_bytes("text,label,language\ncaf\xe9 cr\xe8me,positive,fr\n".encode("latin-1"))
-    return path, "latin.csv", "cannot decode as UTF-8"
+    return path, "latin.csv:2", "broken CSV line (not UTF-8 text)"
 
 
 def _latin1_jsonl(tmp):
     path = tmp / "latin.jsonl"
     path.write_bytes('{"text": "caf\xe9", "label": 2, "language": "fr"}\n'.encode("latin-1"))
-    return path, "latin.jsonl", "cannot decode as UTF-8"
+    return path, "latin.jsonl:1", "broken JSON line (not UTF-8 text)"
 
 
 def _utf16_csv(tmp):
     path = tmp / "wide.csv"
     path.write_bytes("text,label,language\nhi,2,en\n".encode("utf-16"))
-    return path, "wide.csv", "cannot decode as UTF-8"
+    return path, "wide.csv:1", "the header is not UTF-8 text"
 
 
 def _broken_json(tmp):
     good = json.dumps({"text": "a", "label": 0, "language": "en"})
     path = write_text(tmp / "broken.jsonl", f"{good}\n{good}\n{{\"text\": \"a\", \"label\": \n{good}\n")
-    return path, "broken.jsonl:3", "broken JSON line"
+    return path, "broken.jsonl:3", "broken JSON line (invalid JSON: "
 
 
 def _json_array_line(tmp):
-    return write_text(tmp / "arr.jsonl", '[1, 2]\n'), "arr.jsonl:1", "expected a JSON object, got list"
+    return write_text(tmp / "arr.jsonl", '[1, 2]\n'), "arr.jsonl:1", "broken JSON line (not a JSON object)"
 
 
 def _zero_row_parquet(tmp):
@@ -263,7 +272,7 @@ def _tweeteval_empty(tmp):
 def _tweeteval_latin1(tmp):
     write_tweeteval(tmp / "tw", "french", "train", "x\n", "0\n")
     (tmp / "tw" / "french" / "train_text.txt").write_bytes("caf\xe9\n".encode("latin-1"))
-    return tmp / "tw", "train_text.txt", "not UTF-8 text"
+    return tmp / "tw", "train_text.txt:1", "broken text line (not UTF-8 text)"
 
 
 def _empty_folder(tmp):
@@ -285,16 +294,21 @@ def _folder_with_one_bad_file(tmp):
 
 # One text file each: case id, file name, content, what the message must say.
 TEXT_FILE_CASES = [
-    ("unknown_suffix", "data.txt", "text,label,language\n", "unknown format '.txt'"),
-    ("json_not_jsonl", "data.json", "[]", "unknown format '.json'"),
-    ("no_suffix", "reviews", "x", "unknown format 'reviews'"),
+    # .txt has no label column: training reads it only in the TweetEval layout.
+    ("unknown_suffix", "data.txt", "text,label,language\n", "unsupported format '.txt' (supported: .csv, .tsv"),
+    ("json_not_jsonl", "data.json", "[]", "unsupported format '.json'"),
+    ("no_suffix", "reviews", "x", "unsupported format '(no suffix)'"),
     ("missing_column_csv", "m.csv", "text,label\nx,0\n", "missing column(s) language (found: text, label)"),
     ("empty_csv", "e.csv", "", "empty file"),
     ("empty_jsonl", "e.jsonl", "", "empty file"),
     ("empty_parquet", "e.parquet", "", "empty file"),
     ("header_only_csv", "h.csv", "text,label,language\n", "empty file (no rows)"),
-    ("blank_lines_jsonl", "b.jsonl", "\n  \n\n", "empty file (no JSON lines)"),
-    ("too_many_fields_csv", "wide.csv", "text,label,language\na,0,en\nb,1,en,extra\n", "malformed CSV"),
+    ("blank_lines_jsonl", "b.jsonl", "\n  \n\n", "empty file (no rows)"),
+    ("blank_lines_csv", "b.csv", "\n\n", "empty file"),
+    ("header_only_tsv", "h.tsv", "text\tlabel\tlanguage\n", "empty file (no rows)"),
+    ("too_many_fields_csv", "wide.csv", "text,label,language\na,0,en\nb,1,en,extra\n",
+     "wide.csv:3: broken CSV line (4 fields, the header has 3)"),
+    ("missing_column_tsv", "m.tsv", "text\tlabel\nx\t0\n", "missing column(s) language (found: text, label)"),
     ("garbage_parquet", "g.parquet", "this is not parquet at all", "cannot read parquet"),
 ]
 

@@ -147,19 +147,21 @@ def test_empty_table_has_nothing_to_validate():
     assert out.reasons == {}
 
 
-def test_ingested_file_round_trip_loses_no_row(tmp_path):
-    # Six physical records, three of them bad: reading then validating keeps all six.
-    path = tmp_path / "reviews.csv"
-    path.write_text(
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_ingested_file_round_trip_loses_no_row(tmp_path, suffix):
+    # Six physical records, three of them bad: reading then validating (the ingest step of
+    # `sentibridge validate`) keeps all six, from CSV or TSV alike.
+    path = tmp_path / f"reviews{suffix}"
+    content = (
         "text,label,language,split\n"
         "great value,positive,en,\n"
         "awful,negative,english,train\n"
         ",neutral,en,\n"
         "fine,meh,en,\n"
         "ok ok,1,klingon,\n"
-        "bof,neutral,fr,dev\n",
-        encoding="utf-8",
+        "bof,neutral,fr,dev\n"
     )
+    path.write_text(content.replace(",", "\t") if suffix == ".tsv" else content, encoding="utf-8")
     rows = read_dataset(path)
     result = validate_rows(rows, DataConfig())
     assert result.rows_in == len(rows) == 6
@@ -173,8 +175,8 @@ def test_ingested_file_round_trip_loses_no_row(tmp_path):
         check_quarantine_limit(result.rows_in, result.quarantine, DataConfig(), str(path))
     message = str(info.value)
     assert "3 of 6 rows quarantined (50.0% > limit 5.0%)" in message
-    assert "reviews.csv:4 empty_text;text_too_short" in message
-    assert "reviews.csv:5 label_not_in_set" in message
+    assert f"reviews{suffix}:4 empty_text;text_too_short" in message
+    assert f"reviews{suffix}:5 label_not_in_set" in message
 
 
 # --- quarantine limit -----------------------------------------------------------------------

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sentibridge.data import text
+from sentibridge.data import reading
 from sentibridge.errors import DataError
 from sentibridge.inference.predict import OUTPUT_COLUMNS, PredictSummary, predict_file
 from sentibridge.labels import SCORE_COLUMNS
@@ -147,17 +147,17 @@ def test_a_model_failing_mid_way_leaves_no_output(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
 
 
-def test_bad_utf8_found_mid_stream_is_a_one_line_data_error_and_no_output(tmp_path, monkeypatch):
-    monkeypatch.setattr(text, "BLOCK", 8)  # read in small blocks, as a large file would be
+def test_bad_utf8_found_mid_stream_costs_one_row(tmp_path, monkeypatch):
+    monkeypatch.setattr(reading, "BLOCK", 8)  # read in small blocks, as a large file would be
     content = ("text\n" + "fine\n" * 5).encode() + b"caf\xe9\n" + b"more\n"
     path = tmp_path / "in.csv"
     path.write_bytes(content)
     model = _StandIn()
-    with pytest.raises(DataError, match=r"not UTF-8 text \(bad byte at offset 33\)") as info:
-        predict_file(model, path, tmp_path / "out.json", chunk_rows=2, progress=False)
-    assert "\n" not in str(info.value)
-    assert len(model.calls) == 2  # it did stream: two chunks were scored before the bad line
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+    summary = predict_file(model, path, tmp_path / "out.json", chunk_rows=2, progress=False)
+    assert summary == PredictSummary(rows=7, predicted=6, errors=1, first_errors=((5, "not UTF-8 text"),))
+    frame = _read_back(tmp_path / "out.json")
+    assert frame["text"].tolist() == ["fine"] * 5 + [None, "more"]
+    assert len(model.calls) == 4  # it did stream: one call per chunk of two rows
 
 
 def test_missing_text_column_fails_before_the_model_runs(tmp_path):
@@ -186,3 +186,123 @@ def test_empty_input_gives_a_parquet_with_the_output_columns(tmp_path):
     out = tmp_path / "out.parquet"
     predict_file(_StandIn(), _input(tmp_path, "", "in.txt"), out, progress=False)
     assert list(pd.read_parquet(out).columns) == OUTPUT_COLUMNS
+
+
+# --- one file mixing every per-row case: the rest of the file is labelled --------------------
+
+#: A 244,000-character news article, as in the failed job: commas, quotes and line breaks inside.
+ARTICLE = ('Breaking: the council voted, 7 to 2, "to fund the bridge".\nMore in a moment. ' * 3200)[:244_000]
+#: (id, text, language) per row; ``None`` is a blank line. The text of "latin" is written in
+#: Latin-1, so that line is not UTF-8.
+MIXED = [
+    ("ok", "I love this phone", "en"),
+    ("long", ARTICLE, "en"),
+    ("latin", "café crème", "fr"),
+    ("empty", "", "en"),
+    ("lang", "hello there", "english"),
+    None,
+    ("es", "Servicio pésimo, nunca más", "es"),
+]
+MIXED_ERRORS = {2: "not UTF-8 text", 3: "empty text", 4: "unknown language code 'english'", 5: "empty text"}
+
+
+def _mixed_input(tmp_path: Path, suffix: str) -> Path:
+    """``MIXED`` as a CSV, TSV or JSONL file, line by line, the "latin" line in Latin-1."""
+    import csv
+    import io
+
+    def line(values: tuple[str, ...] | dict) -> str:
+        if isinstance(values, dict):
+            return json.dumps(values, ensure_ascii=False) + "\n"
+        out = io.StringIO()
+        csv.writer(out, delimiter="\t" if suffix == ".tsv" else ",", lineterminator="\n").writerow(values)
+        return out.getvalue()
+
+    chunks = [] if suffix == ".jsonl" else [line(("id", "text", "language")).encode()]
+    for row in MIXED:
+        if row is None:
+            chunks.append(b"\n")
+            continue
+        text = line(dict(zip(("id", "text", "language"), row)) if suffix == ".jsonl" else row)
+        chunks.append(text.encode("latin-1" if row[0] == "latin" else "utf-8"))
+    path = tmp_path / f"mixed{suffix}"
+    path.write_bytes(b"".join(chunks))
+    return path
+
+
+class _Truncating(_StandIn):
+    """The stand-in, with a model whose window holds ``max_chars`` characters of text."""
+
+    max_chars = 1000
+
+    def predict_rows(self, rows: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
+        scored = super().predict_rows(rows, progress)
+        return scored.assign(truncated=[len(t) > self.max_chars for t in rows["text"]])
+
+
+def _check_mixed(frame: pd.DataFrame) -> None:
+    assert list(frame.columns) == OUTPUT_COLUMNS
+    assert [int(r) for r in frame["row"]] == list(range(len(MIXED)))
+    assert list(frame["id"]) == ["ok", "long", "2", "empty", "lang", "5", "es"]  # no id: the row number
+    for record in frame.to_dict("records"):
+        row = int(record["row"])
+        if row in MIXED_ERRORS:
+            assert (record["text"], record["label"], record["truncated"], record["error"]) == (None, None, None, MIXED_ERRORS[row])
+        else:
+            assert record["text"] == MIXED[row][1] and record["label"] in LABEL_WORDS and record["error"] is None
+            assert str(record["truncated"]) == str(row == 1)  # CSV reads back "True"/"False"
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl"])
+def test_a_mixed_file_labels_every_good_row_and_counts_the_rest(tmp_path, suffix):
+    model = _Truncating()
+    out = tmp_path / "out.csv"
+    summary = predict_file(model, _mixed_input(tmp_path, suffix), out, chunk_rows=3, progress=False)
+    assert summary == PredictSummary(
+        rows=7, predicted=3, errors=4, first_errors=tuple(sorted(MIXED_ERRORS.items())), truncated=1
+    )
+    assert not summary.failed
+    assert [t for call in model.calls for t in call["text"]] == ["I love this phone", ARTICLE, "Servicio pésimo, nunca más"]
+    _check_mixed(_read_back(out))
+
+
+def test_a_mixed_file_with_a_tiny_gemma_counts_truncation_in_tokens(tmp_path, gemma_tokenizer, tiny_gemma):
+    """The real serving path: the article is cut to ``max_length`` tokens, scored and labelled."""
+    from sentibridge.inference.predict import predict_rows
+
+    class TinyScorer:
+        def __init__(self) -> None:
+            self.model = tiny_gemma(0)
+
+        def predict_rows(self, rows: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
+            return predict_rows(self.model, gemma_tokenizer, rows, 128, 4, "cpu", "fp32", progress=False)
+
+    out = tmp_path / "out.parquet"
+    summary = predict_file(TinyScorer(), _mixed_input(tmp_path, ".csv"), out, progress=False)
+    assert (summary.rows, summary.predicted, summary.errors, summary.truncated) == (7, 3, 4, 1)
+    frame = pd.read_parquet(out)
+    assert frame["truncated"].tolist()[:2] == [False, True] and frame["text"].iloc[1] == ARTICLE  # the whole text is kept
+    assert frame.loc[[0, 1, 6], SCORE_COLUMNS].sum(axis=1).round(5).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_a_file_where_every_row_fails_is_a_failed_job(tmp_path):
+    summary = predict_file(_StandIn(), _input(tmp_path, "text,language\n,en\nhi,xx1\n"), tmp_path / "out.csv", progress=False)
+    assert (summary.rows, summary.predicted, summary.errors) == (2, 0, 2) and summary.failed
+    assert (tmp_path / "out.csv").is_file()  # the errors are still written out
+    assert not predict_file(_StandIn(), _input(tmp_path, "text\n"), tmp_path / "empty.csv", progress=False).failed
+
+
+def test_parquet_input_is_labelled(tmp_path, monkeypatch):
+    monkeypatch.setattr(reading, "PARQUET_BATCH_ROWS", 3)  # batches that do not line up with chunks
+    source = tmp_path / "in.parquet"
+    pd.DataFrame(
+        {"id": list("abcdefgh"), "text": [GOOD.get(i, "bad language" if i == 4 else None) for i in range(8)],
+         "language": ["en", "en", None, "fr", "english", "de", None, "es"], "extra": range(8)}
+    ).to_parquet(source)
+    summary = predict_file(_StandIn(), source, tmp_path / "out.jsonl", chunk_rows=2, progress=False)
+    assert (summary.rows, summary.predicted, summary.errors) == (8, 5, 3)
+    frame = _read_back(tmp_path / "out.jsonl")
+    assert list(frame["id"]) == list("abcdefgh")
+    assert dict(zip(frame["row"], frame["error"])) == {
+        0: None, 1: "missing text", 2: None, 3: None, 4: "unknown language code 'english'", 5: None, 6: "missing text", 7: None
+    }

@@ -12,15 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sentibridge.data import text
+from sentibridge.data import reading
 from sentibridge.errors import DataError
-from sentibridge.inference import files
 from sentibridge.inference.files import (
     INPUT_COLUMNS,
     PredictionWriter,
     iter_prediction_input,
     read_prediction_input,
-    text_lines,
     write_predictions,
 )
 
@@ -85,6 +83,48 @@ def test_txt_without_final_newline_keeps_the_last_line(tmp_path):
     assert read_prediction_input(path)["text"].tolist() == ["a", "b"]
 
 
+def test_parquet_reads_ids_texts_languages_and_checks_each_value(tmp_path):
+    path = tmp_path / "in.parquet"
+    pd.DataFrame(
+        {"id": pd.array([7, None, 9, 10], dtype="Int64"), "text": ["héllo", "two", None, "  "], "language": ["FR", None, "en", "en"], "extra": [1, 2, 3, 4]}
+    ).to_parquet(path)
+    assert _records(read_prediction_input(path)) == [
+        (0, "7", "héllo", "fr", None),
+        (1, "1", "two", None, None),
+        (2, "9", None, None, "missing text"),
+        (3, "10", None, None, "empty text"),
+    ]
+    frame = read_prediction_input(path, text_column="extra")
+    assert frame["error"].tolist() == ["text is not a string"] * 4
+    with pytest.raises(DataError, match=r"no 'body' column \(columns: id, text, language, extra\)"):
+        read_prediction_input(path, text_column="body")
+
+
+def test_a_folder_is_one_input_with_rows_named_by_file_and_line(tmp_path):
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    _write(folder, "b.csv", "id,text,language\n,first,en\nown,second,fr\n")
+    _write(folder / "sub", "a.txt", "third\n\n")
+    _write(folder, "README.md", "not input")
+    chunks = list(iter_prediction_input(folder, chunk_rows=2))
+    assert _records(pd.concat(chunks, ignore_index=True)) == [
+        (0, "b.csv:2", "first", "en", None),
+        (1, "own", "second", "fr", None),
+        (2, "sub/a.txt:1", "third", None, None),
+        (3, "sub/a.txt:2", None, None, "empty text"),
+    ]
+
+
+def test_a_folder_checks_every_file_before_the_first_row(tmp_path):
+    _write(tmp_path, "a.csv", "text\nfine\n")
+    _write(tmp_path, "b.csv", "body\nno text column\n")
+    with pytest.raises(DataError, match=r"b\.csv: no 'text' column"):
+        iter_prediction_input(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"empty: no \.csv, \.tsv, \.jsonl, \.ndjson, \.parquet, \.txt files"):
+        iter_prediction_input(tmp_path / "empty")
+
+
 def test_custom_column_names(tmp_path):
     path = _write(tmp_path, "in.csv", "body,lang\nhola,es\n")
     frame = read_prediction_input(path, text_column="body", language_column="lang")
@@ -114,7 +154,7 @@ def test_malformed_jsonl_rows_are_kept_in_order_with_their_error(tmp_path):
     errors = frame["error"].tolist()
     assert errors[0] is None and errors[-1] is None
     assert errors[1].startswith("invalid JSON: ")
-    assert errors[2:10] == [
+    assert errors[2:11] == [
         "not a JSON object",
         "text is not a string",
         "text is not a string",
@@ -122,9 +162,9 @@ def test_malformed_jsonl_rows_are_kept_in_order_with_their_error(tmp_path):
         "missing text",
         "empty text",
         "language is not a string",
-        "not UTF-8",
+        "not UTF-8 text",
+        "empty text",  # a blank line is an empty record, in every format
     ]
-    assert errors[10].startswith("invalid JSON")
     assert frame["id"].tolist()[6] == "x"
     assert frame["text"].tolist() == ["good"] + [None] * 10 + ["last"]
     assert frame["language"].tolist()[-1] == "de"
@@ -202,16 +242,18 @@ def test_lines_longer_than_a_read_block_read_the_same(tmp_path, monkeypatch, nam
     content = '\ufefftext\r\nshort\n"a quoted\r\nline much longer than the block"\n\nlast without newline'
     path = _write(tmp_path, name, content)
     whole = _records(read_prediction_input(path))
-    monkeypatch.setattr(text, "BLOCK", 4)
+    monkeypatch.setattr(reading, "BLOCK", 4)
     assert _records(read_prediction_input(path)) == whole and len(whole) == (4 if name == "in.csv" else 6)
+    # A byte that is not UTF-8 in the last line costs that row only.
     path.write_bytes(content.encode()[:-4] + b"\xff" + content.encode()[-3:])
-    with pytest.raises(DataError, match=rf"bad byte at offset {len(content.encode()) - 4}\)"):
-        read_prediction_input(path)
+    broken = _records(read_prediction_input(path))
+    assert broken[:-1] == whole[:-1]
+    assert broken[-1] == (len(whole) - 1, str(len(whole) - 1), None, None, "not UTF-8 text")
 
 
-def test_text_lines_split_on_newlines_only(tmp_path):
+def test_txt_splits_on_newlines_only(tmp_path):
     path = _write(tmp_path, "in.txt", "\ufeffa\u2028b\r\nc\x0cd\n\ne")
-    assert list(text_lines(path)) == ["a\u2028b", "c\x0cd", "", "e"]
+    assert read_prediction_input(path)["text"].tolist() == ["a\u2028b", "c\x0cd", None, "e"]
 
 
 def test_writer_appends_chunks_and_discards_on_error(tmp_path):
@@ -240,19 +282,31 @@ def test_csv_without_text_column_names_the_columns(tmp_path):
 
 def test_unsupported_input_suffix_names_the_supported_ones(tmp_path):
     path = _write(tmp_path, "in.xlsx", "text\nhello\n")
-    with pytest.raises(DataError, match=r"unsupported input format '\.xlsx'.*\.csv.*\.jsonl.*\.txt"):
+    with pytest.raises(DataError, match=r"unsupported format '\.xlsx'.*\.csv.*\.jsonl.*\.parquet.*\.txt"):
         read_prediction_input(path)
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(DataError, match="file not found"):
+    with pytest.raises(DataError, match="no such file or folder"):
         read_prediction_input(tmp_path / "nope.csv")
 
 
-@pytest.mark.parametrize("name", ["in.csv", "in.tsv", "in.txt"])
-def test_non_utf8_delimited_or_txt_file_is_a_data_error(tmp_path, name):
-    path = _write(tmp_path, name, "text\ncaf\u00e9\n".encode("latin-1"))
-    with pytest.raises(DataError, match="not UTF-8 text") as info:
+@pytest.mark.parametrize("name", ["in.csv", "in.tsv", "in.txt", "in.jsonl"])
+def test_a_line_that_is_not_utf8_is_one_error_row(tmp_path, name):
+    lines = ["caf\u00e9", "ok", "na\u00efve", "fine"]
+    body = [json.dumps({"text": line}, ensure_ascii=False) if name == "in.jsonl" else line for line in lines]
+    header = [] if name in ("in.txt", "in.jsonl") else ["text"]
+    raw = b"".join(line.encode("latin-1" if k % 2 == 0 else "utf-8") + b"\n" for k, line in enumerate(body))
+    path = _write(tmp_path, name, "".join(f"{h}\n" for h in header).encode() + raw)
+    frame = read_prediction_input(path)
+    assert frame["text"].tolist() == [None, "ok", None, "fine"]
+    assert frame["error"].tolist() == ["not UTF-8 text", None, "not UTF-8 text", None]
+
+
+@pytest.mark.parametrize("name", ["in.csv", "in.tsv"])
+def test_a_header_that_is_not_utf8_is_a_data_error(tmp_path, name):
+    path = _write(tmp_path, name, "text\ncaf\u00e9\n".encode("utf-16"))
+    with pytest.raises(DataError, match=r":1: the header is not UTF-8 text") as info:
         read_prediction_input(path)
     assert "\n" not in str(info.value)
 
