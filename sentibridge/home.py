@@ -105,6 +105,9 @@ def activate() -> Home:
     if home.tracking_uri == home.local_tracking_uri:
         repoint_mlflow(home)
     env["MLFLOW_TRACKING_URI"] = home.tracking_uri
+    from sentibridge.zenml_speed import memoise_package_lookup
+
+    memoise_package_lookup()
     return home
 
 

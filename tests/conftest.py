@@ -43,6 +43,15 @@ TINY_TRAIN = [
 ]
 
 
+#: A tiny Gemma-3 (2 layers, 64 wide, the real tokenizer) saved as a local base model, built once
+#: per machine by the integration conftest. For integration tests about the stack, the servers,
+#: the registry or the CLI rather than the model: the whole pipeline runs as with Gemma-3-270M,
+#: only every forward pass is far cheaper. Label issues are off: their embedder is not what these
+#: tests are about either (tests of label issues set it back).
+TINY_BASE = MODEL_CACHE / "tiny-gemma3-for-tests"
+TINY_MODEL = ["--set", f"model.base={TINY_BASE}", "--set", "data.label_issues=off"]
+
+
 def cli_env(home: Path) -> dict[str, str]:
     """Environment for a `sentibridge` subprocess bound to ``home``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "ZENML_"))}

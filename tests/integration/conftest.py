@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, cli_env
+from tests.conftest import REPO, TINY_BASE, cli_env
 from tests.integration.test_validate_cli import SENTIBRIDGE, last_json
 
 #: About all of the sample's test rows per language: the gate's noise is what a user of the sample sees.
@@ -38,18 +38,23 @@ def default_model(tmp_path_factory) -> TrainedHome:
     return trained
 
 
-@pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory, tiny_gemma_config, gemma_tokenizer) -> Path:
-    """A tiny Gemma-3 with the real tokenizer, saved as a local base model (``model.base=<path>``).
+@pytest.fixture(scope="session", autouse=True)
+def tiny_base(tiny_gemma_config, gemma_tokenizer) -> Path:
+    """Build ``TINY_BASE`` once per machine (``TINY_MODEL`` points the CLI at it)."""
+    import shutil
+    import tempfile
 
-    For integration tests about the stack, the servers or the CLI rather than the model: the whole
-    pipeline runs as with Gemma-3-270M, only every forward pass is about a thousand times cheaper.
-    """
     import torch
     from transformers import Gemma3ForCausalLM
 
-    folder = tmp_path_factory.mktemp("tiny_base")
-    torch.manual_seed(0)
-    Gemma3ForCausalLM(tiny_gemma_config).save_pretrained(folder, safe_serialization=True)
-    gemma_tokenizer.save_pretrained(folder)
-    return folder
+    marker = TINY_BASE / "tests_tiny_base.json"
+    if not marker.is_file():
+        TINY_BASE.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=TINY_BASE.parent, prefix=".tiny-"))
+        torch.manual_seed(0)
+        Gemma3ForCausalLM(tiny_gemma_config).save_pretrained(tmp, safe_serialization=True)
+        gemma_tokenizer.save_pretrained(tmp)
+        (tmp / marker.name).write_text('{"seed": 0}', encoding="utf-8")
+        shutil.rmtree(TINY_BASE, ignore_errors=True)
+        tmp.rename(TINY_BASE)
+    return TINY_BASE

@@ -8,14 +8,14 @@ import mlflow
 import pytest
 import yaml
 
-from tests.conftest import SAMPLE, TINY_TRAIN
+from tests.conftest import SAMPLE, TINY_MODEL, TINY_TRAIN
 from tests.integration.test_validate_cli import last_json, run_cli
 
 pytestmark = pytest.mark.integration
 
 
 def _plan(folder, recipes: dict) -> str:
-    tiny = {pair.split("=")[0]: yaml.safe_load(pair.split("=")[1]) for pair in TINY_TRAIN[1::2]}
+    tiny = {pair.split("=")[0]: yaml.safe_load(pair.split("=")[1]) for pair in [*TINY_TRAIN, *TINY_MODEL][1::2]}
     plan = {"name": "tiny", "base": "configs/default.yaml", "seeds": [42, 7],
             "set": {"data.path": str(SAMPLE), **tiny}, "recipes": recipes}
     path = folder / "plan.yaml"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, SAMPLE, TINY_TRAIN, cli_env
+from tests.conftest import REPO, SAMPLE, TINY_MODEL, TINY_TRAIN, cli_env
 from tests.loopback import Server, mlflow_server
 
 pytestmark = pytest.mark.integration
@@ -41,12 +41,11 @@ def servers(tmp_path_factory):
             server.stop()
 
 
-def train(home: Path, server: Server, tiny_base: Path, **credentials: str) -> subprocess.CompletedProcess:
+def train(home: Path, server: Server, **credentials: str) -> subprocess.CompletedProcess:
     """`sentibridge train --json` with only MLFLOW_* variables pointing at ``server``."""
     env = {**cli_env(home), "MLFLOW_TRACKING_URI": server.url, **credentials}
     return subprocess.run(
-        [SENTIBRIDGE, "train", "--data", str(SAMPLE), "--json", *TINY_TRAIN, "--set", "train.max_steps=3",
-         "--set", f"model.base={tiny_base}", "--set", "data.label_issues=off"],
+        [SENTIBRIDGE, "train", "--data", str(SAMPLE), "--json", *TINY_TRAIN, "--set", "train.max_steps=3", *TINY_MODEL],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
     )
 
@@ -74,25 +73,25 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     return errors[0]
 
 
-def test_a_plain_uri_trains_and_registers_then_moves_to_a_server_with_auth(servers, tiny_base, tmp_path):
+def test_a_plain_uri_trains_and_registers_then_moves_to_a_server_with_auth(servers, tmp_path):
     open_server, auth_server = servers
     home = tmp_path / "home"
 
-    proc = train(home, open_server, tiny_base)
+    proc = train(home, open_server)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["ok"] and result["tracking_uri"] == open_server.url
     assert registered(open_server) == {result["registered_model"]: [str(result["model_version"])]}
 
-    wrong = one_line_error(train(home, auth_server, tiny_base, MLFLOW_TRACKING_USERNAME=ADMIN, MLFLOW_TRACKING_PASSWORD="wrong"))
+    wrong = one_line_error(train(home, auth_server, MLFLOW_TRACKING_USERNAME=ADMIN, MLFLOW_TRACKING_PASSWORD="wrong"))
     assert auth_server.url in wrong and "401" in wrong, wrong
-    missing = one_line_error(train(home, auth_server, tiny_base))
+    missing = one_line_error(train(home, auth_server))
     assert auth_server.url in missing and "401" in missing, missing
-    half = one_line_error(train(home, auth_server, tiny_base, MLFLOW_TRACKING_USERNAME=ADMIN))
+    half = one_line_error(train(home, auth_server, MLFLOW_TRACKING_USERNAME=ADMIN))
     assert "MLFLOW_TRACKING_PASSWORD" in half, half
     assert registered(auth_server, (ADMIN, PASSWORD)) == {}
 
-    proc = train(home, auth_server, tiny_base, MLFLOW_TRACKING_USERNAME=ADMIN, MLFLOW_TRACKING_PASSWORD=PASSWORD)
+    proc = train(home, auth_server, MLFLOW_TRACKING_USERNAME=ADMIN, MLFLOW_TRACKING_PASSWORD=PASSWORD)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["tracking_uri"] == auth_server.url

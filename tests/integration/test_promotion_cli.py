@@ -1,7 +1,7 @@
 """Gated promotion end to end on one home: train, retrain twice, skip, predict, serve, roll back.
 
-Real ZenML store, real MLflow, real Gemma-3-270M for a couple of steps, on a DVC-tracked copy
-of the sample. A 2-step model cannot beat the base model on every language with 3 test rows
+Real ZenML store, real MLflow, a tiny Gemma-3 (``TINY_MODEL``: promotion is what is tested, not
+the model) for a couple of steps, on a DVC-tracked copy of the sample. A 2-step model cannot beat the base model on every language with 3 test rows
 each, so the first run alone is gated with a lenient rule (mean not worse); every later run
 uses the default rule. Tests that change the home or the data (promote, roll back, retrain) take
 the ``changeable`` fixture, which puts both back afterwards, so the tests pass in any order.
@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import SAMPLE, TINY_TRAIN, cli_env
+from tests.conftest import SAMPLE, TINY_MODEL, TINY_TRAIN, cli_env
 from tests.integration.test_validate_cli import REPO, last_json, run_cli
 from tests.loopback import free_port, wait_for_http
 
@@ -52,7 +52,7 @@ def journey(tmp_path_factory):
 
     def cli(*args: str) -> dict:
         command, *rest = args  # overrides given here come after TINY_TRAIN, so they win
-        proc = run_cli(home, command, *data, *TINY_TRAIN, *rest, "--json")
+        proc = run_cli(home, command, *data, *TINY_TRAIN, *TINY_MODEL, *rest, "--json")
         assert proc.returncode == 0, proc.stderr[-3000:]
         return {**last_json(proc), "stdout": proc.stdout}
 
@@ -161,6 +161,33 @@ def test_predict_keeps_bad_rows(journey, tmp_path):
     assert bad["label"].isna().all() and bad["error"].str.contains("invalid JSON|empty text").all()
 
 
+def test_predict_labels_a_mixed_file_and_fails_only_when_no_row_can_be(journey, tmp_path):
+    # One 244,000-character article (over csv's 131072 field limit), a Latin-1 line, an empty
+    # text, an unknown language and a blank line: each costs its row, the rest is labelled.
+    article = ('Breaking: the council voted, 7 to 2, "to fund the bridge".\nMore in a moment. ' * 3200)[:244_000]
+    head = pd.DataFrame({"text": ["I love this phone, best purchase ever", article], "language": ["en", "en"]})
+    source = tmp_path / "mixed.csv"
+    source.write_bytes(head.to_csv(index=False, lineterminator="\n").encode() + "café crème,fr\n".encode("latin-1")
+                       + ",en\nhello there,english\n\nServicio pésimo,es\n".encode())
+    out = tmp_path / "out.csv"
+    proc = run_cli(journey["home"], "predict", "--input", str(source), "--output", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = last_json(proc)
+    assert summary["ok"] is True
+    assert (summary["rows"], summary["predicted"], summary["errors"], summary["truncated"]) == (7, 3, 4, 1)
+    assert "1 truncated to the model's max_length" in proc.stdout
+    frame = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert frame["error"].tolist() == ["", "", "not UTF-8 text", "empty text", "unknown language code 'english'", "empty text", ""]
+    assert frame["truncated"].tolist() == ["False", "True", "", "", "", "", "False"] and frame["text"].iloc[1] == article
+    assert set(frame["label"].iloc[[0, 1, 6]]) <= {"negative", "neutral", "positive"}
+    # A Parquet input where no row can be labelled: the output is written, the exit code is 1.
+    bad = tmp_path / "bad.parquet"
+    pd.DataFrame({"text": ["", "hi"], "language": ["en", "xx1"]}).to_parquet(bad)
+    failed = run_cli(journey["home"], "predict", "--input", str(bad), "--output", str(tmp_path / "bad.jsonl"), "--json")
+    assert failed.returncode == 1 and "no row of" in failed.stderr and "Traceback" not in failed.stderr
+    assert last_json(failed)["ok"] is False and (last_json(failed)["rows"], last_json(failed)["errors"]) == (2, 2)
+
+
 def test_predict_without_that_version_is_one_line(journey, tmp_path):
     (tmp_path / "in.txt").write_text("hello\n", encoding="utf-8")
     proc = run_cli(journey["home"], "predict", "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "o.csv"), "--model", "42")
@@ -217,7 +244,7 @@ def test_changed_data_retrains_and_re_evaluates_the_champion(changeable):
     rows.loc[0, "text"] = "A brand new review written after the champion was trained."
     rows.to_json(path, orient="records", lines=True, force_ascii=False)
     _dvc(repo, "add", "data")
-    proc = run_cli(home, "retrain", "--if-data-changed", *changeable["data"], *TINY_TRAIN, "--set", "train.max_steps=1", "--json")
+    proc = run_cli(home, "retrain", "--if-data-changed", *changeable["data"], *TINY_TRAIN, *TINY_MODEL, "--set", "train.max_steps=1", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = last_json(proc)
     assert result["ran"] is True and "data changed since champion v1" in result["reason"]

@@ -10,7 +10,7 @@ import json
 import mlflow
 import pytest
 
-from tests.conftest import SAMPLE, TINY_TRAIN
+from tests.conftest import SAMPLE, TINY_MODEL, TINY_TRAIN
 from tests.integration.test_validate_cli import last_json, run_cli
 
 pytestmark = pytest.mark.integration
@@ -21,7 +21,7 @@ SEEDS = [42, 7, 123]
 @pytest.fixture(scope="module")
 def souped(tmp_path_factory):
     home = tmp_path_factory.mktemp("soup") / "home"
-    proc = run_cli(home, "train", "--config", "configs/default.yaml", "--data", str(SAMPLE), *TINY_TRAIN,
+    proc = run_cli(home, "train", "--config", "configs/default.yaml", "--data", str(SAMPLE), *TINY_TRAIN, *TINY_MODEL,
                    "--set", f"train.soup_seeds={json.dumps(SEEDS)}", "--set", "data.label_issues=drop", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = last_json(proc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import mlflow
 import pytest
 
-from tests.conftest import SAMPLE, TINY_TRAIN
+from tests.conftest import SAMPLE, TINY_MODEL, TINY_TRAIN
 from tests.integration.test_validate_cli import last_json, run_cli
 
 pytestmark = pytest.mark.integration
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 def test_two_process_train_registers_a_model_with_one_mlflow_run(home):
     proc = run_cli(
-        home, "train", "--config", "configs/default.yaml", "--data", str(SAMPLE), *TINY_TRAIN,
+        home, "train", "--config", "configs/default.yaml", "--data", str(SAMPLE), *TINY_TRAIN, *TINY_MODEL,
         "--set", "train.processes=2", "--json",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import SAMPLE, TINY_TRAIN
+from tests.conftest import SAMPLE, TINY_MODEL, TINY_TRAIN
 from tests.integration.remote.conftest import ADMIN, BUCKET, REPO, Remote, bucket_keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.remote]
@@ -97,7 +97,7 @@ def trained(remote_session: Remote, tmp_path_factory):
     env = remote_session.env(home)
     started = time.perf_counter()
     # Augmentation on (it is off by default), so the FAISS index has vectors to round-trip through S3.
-    train = run(env, "train", "--data", str(SAMPLE), *TINY_TRAIN, *LENIENT, "--set", "augment.enabled=true", "--json")
+    train = run(env, "train", "--data", str(SAMPLE), *TINY_TRAIN, *TINY_MODEL, *LENIENT, "--set", "augment.enabled=true", "--json")
     assert train.returncode == 0, train.stderr[-4000:]
     print(f"remote train took {time.perf_counter() - started:.0f} s")
     (root / "in.csv").write_text("text,language\nI love this phone,en\nC'est nul,fr\n", encoding="utf-8")
@@ -145,7 +145,7 @@ def test_without_valid_credentials_nothing_is_registered(remote, credentials, tm
     before = version_count(remote)
     (tmp_path / "in.csv").write_text("text\ngood\n", encoding="utf-8")
     procs = {
-        "train": start(env, "train", "--data", str(SAMPLE), *TINY_TRAIN, "--json"),
+        "train": start(env, "train", "--data", str(SAMPLE), *TINY_TRAIN, *TINY_MODEL, "--json"),
         "predict": start(env, "predict", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "o.csv"), "--json"),
     }
     for command, proc in procs.items():
@@ -186,8 +186,8 @@ def _outage(env: dict[str, str], tmp_path: Path, commands: list[str]) -> dict[st
     """Runs the named commands at once against a broken tracking server."""
     (tmp_path / "in.csv").write_text("text\ngood\n", encoding="utf-8")
     argv = {
-        "train": ["train", "--data", str(SAMPLE), *TINY_TRAIN, "--json"],
-        "retrain": ["retrain", "--if-data-changed", "--data", str(SAMPLE), *TINY_TRAIN, "--json"],
+        "train": ["train", "--data", str(SAMPLE), *TINY_TRAIN, *TINY_MODEL, "--json"],
+        "retrain": ["retrain", "--if-data-changed", "--data", str(SAMPLE), *TINY_TRAIN, *TINY_MODEL, "--json"],
         "models": ["models", "--json"],
         "promote": ["promote", "1", "--reason", "outage test", "--json"],
         "rollback": ["rollback", "--json"],

@@ -47,3 +47,23 @@ def test_revision_pins_hub_ids_only(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     hub = {"revision": "abc123", "trust_remote_code": True}
     local = {"revision": None, "trust_remote_code": True}
     assert [options for _, options in calls] == [hub, {**hub, "dtype": base.torch.float32}, local, {**local, "dtype": base.torch.float32}]
+
+
+def test_a_tokenizer_is_loaded_once_per_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Steps of one run load the same tokenizer from the base folder and from the merged copy.
+    loads = []
+
+    def from_pretrained(path, **options):
+        loads.append(path)
+        return SimpleNamespace(pad_token="<pad>", eos_token="<eos>")
+
+    monkeypatch.setattr(base.AutoTokenizer, "from_pretrained", from_pretrained)
+    monkeypatch.setattr(base, "_TOKENIZERS", {})
+    first, copy, changed = tmp_path / "base", tmp_path / "merged", tmp_path / "other"
+    for folder, vocab in ((first, "a b"), (copy, "a b"), (changed, "a b c")):
+        folder.mkdir()
+        (folder / "tokenizer.json").write_text(vocab, encoding="utf-8")
+    cfg = ModelConfig()
+    assert base.load_tokenizer(str(first), cfg) is base.load_tokenizer(str(copy), cfg)
+    assert base.load_tokenizer(str(changed), cfg) is not base.load_tokenizer(str(first), cfg)
+    assert loads == [str(first), str(changed)]
