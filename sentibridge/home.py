@@ -18,6 +18,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from sentibridge.zenml_speed import memoise_package_lookup
+
 STACK_NAME = "sentibridge"
 TRACKER_NAME = "sentibridge-mlflow-tracker"
 REGISTRY_NAME = "sentibridge-mlflow-registry"
@@ -105,8 +107,6 @@ def activate() -> Home:
     if home.tracking_uri == home.local_tracking_uri:
         repoint_mlflow(home)
     env["MLFLOW_TRACKING_URI"] = home.tracking_uri
-    from sentibridge.zenml_speed import memoise_package_lookup
-
     memoise_package_lookup()
     return home
 
@@ -326,7 +326,7 @@ def ensure_stack(home: Home) -> str:
             tracking_server.store_credentials(client, values)
             tracker = tracking_server.tracker_configuration(home.tracking_uri, values)
         else:
-            tracker = {"tracking_uri": home.tracking_uri, **dict.fromkeys(tracking_server.CREDENTIAL_KEYS)}
+            tracker = tracking_server.tracker_configuration(home.tracking_uri, {})  # no credential keys left
         _register_component(client, TRACKER_NAME, StackComponentType.EXPERIMENT_TRACKER, tracker)
         _register_component(client, REGISTRY_NAME, StackComponentType.MODEL_REGISTRY, {})
         for store in depaginate(client.list_stack_components, type=StackComponentType.ARTIFACT_STORE, flavor="local"):
