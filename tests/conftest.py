@@ -12,6 +12,9 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL_CACHE = Path(os.environ.get("SENTIBRIDGE_MODEL_CACHE", REPO / ".sentibridge" / "models")).resolve()
 UMSAB = (REPO.parent / "shared" / "data" / "umsab").resolve()
 SAMPLE = REPO / "data" / "sample"
+# What `sentibridge` sets (home.activate); ZenML otherwise guesses it from ``__main__``, which a
+# pytest-xdist worker does not have as a file.
+os.environ.setdefault("ZENML_CUSTOM_SOURCE_ROOT", str(REPO))
 
 
 @pytest.fixture
@@ -85,15 +88,18 @@ def gemma_tokenizer(request: pytest.FixtureRequest):
     Taken from the converted model cache when present (~2 s); otherwise extracted from the
     embedded GGUF once (~20 s) into pytest's cache folder and reused by later sessions.
     """
-    from sentibridge.model.base import convert_embedded_tokenizer, is_converted, load_tokenizer
+    from filelock import FileLock
+
     from sentibridge.config import ModelConfig
+    from sentibridge.model.base import convert_embedded_tokenizer, is_converted, load_tokenizer
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     folder = converted_model_dir()
     if not is_converted(folder):
         folder = Path(request.config.cache.mkdir("gemma3-tokenizer"))
-        if not (folder / "tokenizer.json").is_file():
-            convert_embedded_tokenizer(folder)
+        with FileLock(str(folder) + ".lock"):  # pytest-xdist workers share the cache folder
+            if not (folder / "tokenizer.json").is_file():
+                convert_embedded_tokenizer(folder)
     return load_tokenizer(str(folder), ModelConfig())
 
 
@@ -136,3 +142,28 @@ def tiny_gemma(tiny_gemma_config):
         return model
 
     return make
+
+
+# --- two workers: `make test` runs `pytest -n 2 --dist loadgroup --no-loadscope-reorder` ----------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group tests for pytest-xdist and queue the long groups first.
+
+    A group runs whole on one worker, so module fixtures (a trained model, started servers) are
+    built once; the tests that share the session's ``default_model`` form one group. The
+    integration groups go first, the model's first of all: with two workers the session ends
+    when its longest group does, so that group must not start last. Without xdist the marks do
+    nothing and the order only moves integration tests ahead of unit tests.
+    """
+    def group(item: pytest.Item) -> str:
+        return "default_model" if "default_model" in item.fixturenames else item.module.__name__
+
+    def rank(item: pytest.Item) -> int:
+        if group(item) == "default_model":
+            return 0
+        return 1 if item.get_closest_marker("integration") else 2
+
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group(item)))
+    items.sort(key=rank)  # stable: the collection order within a rank

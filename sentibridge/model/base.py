@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from sentibridge.config import EMBEDDED_BASE_MODEL, ModelConfig
@@ -142,7 +143,12 @@ def resolve_base_model(cfg: ModelConfig, cache_dir: Path) -> str:
     if cfg.base == EMBEDDED_BASE_MODEL:
         cache_dir = Path(cache_dir)
         if not is_converted(cache_dir):
-            convert_embedded_model(cache_dir)
+            # Two jobs (or test workers) on a fresh machine would both convert, and the second's
+            # clean-up could remove the folder the first is loading: one converts, the other waits.
+            cache_dir.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(cache_dir.parent / f".{cache_dir.name}.lock")):
+                if not is_converted(cache_dir):
+                    convert_embedded_model(cache_dir)
         return str(cache_dir)
     local = Path(cfg.base).expanduser()
     if local.is_dir():

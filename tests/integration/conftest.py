@@ -45,11 +45,14 @@ def tiny_base(tiny_gemma_config, gemma_tokenizer) -> Path:
     import tempfile
 
     import torch
+    from filelock import FileLock
     from transformers import Gemma3ForCausalLM
 
     marker = TINY_BASE / "tests_tiny_base.json"
-    if not marker.is_file():
-        TINY_BASE.parent.mkdir(parents=True, exist_ok=True)
+    TINY_BASE.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(TINY_BASE) + ".lock"):  # pytest-xdist workers build it once between them
+        if marker.is_file():
+            return TINY_BASE
         tmp = Path(tempfile.mkdtemp(dir=TINY_BASE.parent, prefix=".tiny-"))
         torch.manual_seed(0)
         Gemma3ForCausalLM(tiny_gemma_config).save_pretrained(tmp, safe_serialization=True)
