@@ -28,7 +28,7 @@ validate: install
 
 ## All tests: fast unit tests and the integration tests (real ZenML, MLflow and Gemma-3-270M), then the docs build.
 test: install
-	$(VENV)/bin/pytest -q -n 2 --dist loadgroup --no-loadscope-reorder
+	$(VENV)/bin/pytest -q -n 2 --dist loadscope --no-loadscope-reorder
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
 test-fast: install

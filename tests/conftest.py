@@ -144,26 +144,44 @@ def tiny_gemma(tiny_gemma_config):
     return make
 
 
-# --- two workers: `make test` runs `pytest -n 2 --dist loadgroup --no-loadscope-reorder` ----------
+# --- two workers: `make test` runs `pytest -n 2 --dist loadscope --no-loadscope-reorder` -------
+
+#: Folders whose tests share a session fixture too costly to build on both workers.
+SHARED_FOLDERS = ("tests/integration/default_model/",)
+
+
+def _scope(nodeid: str) -> str:
+    """The unit one worker runs whole: a module, or a whole folder of ``SHARED_FOLDERS``."""
+    path = nodeid.split("::", 1)[0]
+    return next((folder for folder in SHARED_FOLDERS if path.startswith(folder)), path)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Under ``--dist loadscope``: one worker per module (module fixtures are built once) and per shared folder.
+
+    pytest-xdist's own ``loadgroup`` cannot do it with pytest 9: it marks groups by rewriting a
+    node id that pytest 9 no longer reads.
+    """
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _scope(nodeid)
+
+    return ByModule(config, log)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group tests for pytest-xdist and queue the long groups first.
+    """Queue the long units first: the shared folders, then integration modules, then unit tests.
 
-    A group runs whole on one worker, so module fixtures (a trained model, started servers) are
-    built once; the tests that share the session's ``default_model`` form one group. The
-    integration groups go first, the model's first of all: with two workers the session ends
-    when its longest group does, so that group must not start last. Without xdist the marks do
-    nothing and the order only moves integration tests ahead of unit tests.
+    With two workers the session ends when its longest unit does, so that unit must not start
+    last (``--no-loadscope-reorder`` keeps this order). Without xdist only the order changes.
     """
-    def group(item: pytest.Item) -> str:
-        return "default_model" if "default_model" in item.fixturenames else item.module.__name__
-
     def rank(item: pytest.Item) -> int:
-        if group(item) == "default_model":
+        if _scope(item.nodeid) in SHARED_FOLDERS:
             return 0
         return 1 if item.get_closest_marker("integration") else 2
 
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group(item)))
     items.sort(key=rank)  # stable: the collection order within a rank

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import SAMPLE_TEST_ROWS
+from tests.integration.default_model.conftest import SAMPLE_TEST_ROWS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
