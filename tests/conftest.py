@@ -15,6 +15,13 @@ SAMPLE = REPO / "data" / "sample"
 # What `sentibridge` sets (home.activate); ZenML otherwise guesses it from ``__main__``, which a
 # pytest-xdist worker does not have as a file.
 os.environ.setdefault("ZENML_CUSTOM_SOURCE_ROOT", str(REPO))
+# Under pytest-xdist, each worker (and the `sentibridge` processes it starts) gets its share of
+# the cores: two workers each training with all cores oversubscribe them, and the make-run
+# model trained 2.6x slower beside the other worker (731 s against 284 s alone).
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault(
+        "OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    )
 
 
 @pytest.fixture
