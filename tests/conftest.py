@@ -163,6 +163,7 @@ def _scope(nodeid: str) -> str:
     return next((folder for folder in SHARED_FOLDERS if path.startswith(folder)), path)
 
 
+@pytest.hookimpl(optionalhook=True)  # a venv without pytest-xdist still collects
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """Under ``--dist loadscope``: one worker per module (module fixtures are built once) and per shared folder.
 
