@@ -68,14 +68,15 @@ def test_umsab_counts_and_french_leakage(home, umsab):
 
 
 @pytest.mark.parametrize(
-    ("content", "name", "message"),
+    ("content", "name", "message", "readable"),
     [
-        ("text,label\nhi,pos\n", "nocol.csv", "missing column(s) language"),
-        ('{"text": "a", "label": 0, "language": "en"}\n{"text": broken\n', "broken.jsonl", "broken.jsonl:2: broken JSON line"),
-        ("text,label,language\nhello,pos,en\n,neg,en\nyo,9,en\n", "quar.csv", "rows quarantined"),
+        ("text,label\nhi,pos\n", "nocol.csv", "missing column(s) language", False),
+        ('{"text": "a", "label": 0, "language": "en"}\n{"text": broken\n', "broken.jsonl", "broken.jsonl:2: broken JSON line",
+         False),
+        ("text,label,language\nhello,pos,en\n,neg,en\nyo,9,en\n", "quar.csv", "rows quarantined", True),
     ],
 )
-def test_bad_input_is_one_line_and_exit_1(home, tmp_path, content, name, message):
+def test_bad_input_is_one_line_and_exit_1(home, tmp_path, content, name, message, readable):
     path = tmp_path / name
     path.write_text(content, encoding="utf-8")
     proc = run_cli(home, "validate", "--data", str(path), "--json")
@@ -83,6 +84,9 @@ def test_bad_input_is_one_line_and_exit_1(home, tmp_path, content, name, message
     assert "Traceback" not in proc.stderr + proc.stdout
     assert message in proc.stderr
     assert last_json(proc)["ok"] is False
+    # An unreadable file fails before ZenML starts (no store in the home); rows that fail the
+    # expectations need the pipeline's validation step.
+    assert (home / "zenml").exists() is readable
 
 
 def test_missing_path_and_usage_errors(home, tmp_path):

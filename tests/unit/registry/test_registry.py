@@ -16,7 +16,7 @@ from sentibridge.config import GateConfig
 from sentibridge.errors import SentibridgeError
 from sentibridge.registry.gate import decide
 from sentibridge.registry.lock import PromotionLock
-from sentibridge.registry.registration import describe_registered_model, f1_tags
+from sentibridge.registry.registration import f1_tags
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -1,12 +1,13 @@
 """The noise-aware gate end to end on the sample data: a retrain that ties, its intervals, compare.
 
-Real ZenML store, real MLflow, real Gemma-3-270M, trained as `make run` trains (the session's
-``default_model``). The first version is made champion by hand when it does not pass against
-the base model, so that the retrain meets the default (noise-aware) rule against it. The retrain
-changes only ``eval.batch_size``: the same adapter (a cache hit), scored again, so the two
-versions tie. A tie must not be promoted; the old ``no_regression`` rule promoted it. Whether a
-*seed-only* retrain is promoted depends on the seed pair and the CPU (seeds 42 and 7 differ by
-10.9 points of mean F1 on one of our CPUs and 13.6 on another), so that rate is measured over many
+Real ZenML store, real MLflow, the real CLI on one home; a tiny Gemma-3 stands in for the base
+model, since the gate and its records are tested here, not what the model learned. The first
+version is made champion by hand when it does not pass against the base model, so that the
+retrain meets the default (noise-aware) rule against it. The retrain changes only
+``eval.batch_size``: the same adapter (a cache hit), scored again, so the two versions tie. A tie
+must not be promoted; the old ``no_regression`` rule promoted it. Whether a *seed-only* retrain of
+the real model is promoted depends on the seed pair and the CPU (seeds 42 and 7 differ by 10.9
+points of mean F1 on one of our CPUs and 13.6 on another), so that rate is measured over many
 retrains by ``bench/gate_calibration.py`` rather than asserted on one pair here.
 """
 
@@ -14,23 +15,28 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.default_model.conftest import SAMPLE_TEST_ROWS
+from tests.conftest import TINY_MODEL, TINY_TRAIN
+from tests.integration.default_model.conftest import SAMPLE_TEST_ROWS, TrainedHome
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+#: The tiny recipe, scored on about all of the sample's test rows per language (as the gate sees them).
+RECIPE = ["--config", "configs/default.yaml", *TINY_TRAIN, *TINY_MODEL, *SAMPLE_TEST_ROWS]
+
 
 @pytest.fixture(scope="module")
-def tied_retrain(default_model):
-    """v1 (the default model) as champion -> retrain with only ``eval.batch_size`` changed; models and compare after."""
-    first = default_model.result
+def tied_retrain(tmp_path_factory):
+    """v1 as champion -> retrain with only ``eval.batch_size`` changed; models and compare after."""
+    trained = TrainedHome(tmp_path_factory.mktemp("gate_noise") / "home", {})
+    first = trained.cli("train", *RECIPE)
     if not first["promoted"]:
-        default_model.cli("promote", "1", "--reason", "a champion for the retrain to meet")
-    retrain = default_model.cli("retrain", "--config", "configs/default.yaml", *SAMPLE_TEST_ROWS, "--set", "eval.batch_size=8")
+        trained.cli("promote", "1", "--reason", "a champion for the retrain to meet")
+    retrain = trained.cli("retrain", *RECIPE, "--set", "eval.batch_size=8")
     mean = retrain["decision"]["mean"]
     print(f"tied retrain: {retrain['decision']['outcome']}, mean {mean['delta']:+.1f} [{mean['ci_low']:+.1f}, "
           f"{mean['ci_high']:+.1f}] against v1")
-    return {"first": first, "retrain": retrain, "models": default_model.cli("models"),
-            "compare": default_model.cli("compare", "1", "2", "--config", "configs/default.yaml")}  # the gate's rule
+    return {"first": first, "retrain": retrain, "models": trained.cli("models"),
+            "compare": trained.cli("compare", "1", "2", *RECIPE)}  # the gate's rule
 
 
 def test_every_decision_has_intervals_and_models_and_compare_show_them(tied_retrain):
