@@ -7,6 +7,7 @@ The one place that knows step and output names: callers (the CLI) get ``Validate
 from __future__ import annotations
 
 import json
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -194,12 +195,13 @@ def _run(
     options = pipeline_options(settings, data_only, run_name, run_config)
     if zenml_schedule is not None:
         options["schedule"] = zenml_schedule
+    options.update(_fail_fast())
     try:
         with quiet():
             sentibridge_pipeline.with_options(**options)(settings=settings, data_version=metadata, data_only=data_only)
-    except RuntimeError as exc:
-        raise_step_error(run_name)
-        raise exc
+    except Exception as exc:  # noqa: BLE001 - a failed step: re-raised as its own error below
+        raise_step_error(run_name, exc)
+        raise
     if scheduled:
         return None
     from zenml.client import Client
@@ -207,14 +209,31 @@ def _run(
     return Client().get_pipeline_run(run_name)
 
 
-def raise_step_error(run_name: str) -> None:
-    """Raise a failed step's own error: ZenML's exception only says "failure in step(s)".
+def _fail_fast() -> dict:
+    """``execution_mode`` FAIL_FAST where the orchestrator has it (the local one does).
 
-    A ``sentibridge.errors`` class is re-raised as itself (the user's mistake, one line);
-    anything else becomes ``StepFailed`` carrying the step's traceback for ``--debug``.
-    Returns only when no step recorded an error (the run failed around the steps).
+    Then the failed step's own exception reaches the CLI: ZenML records none for a step that
+    failed while its stack prepared it (a tracker refusing the stack's login), and otherwise
+    only raises "failure in step(s)". Other orchestrators keep their default.
     """
     from zenml.client import Client
+    from zenml.enums import ExecutionMode
+
+    orchestrator = Client().active_stack.orchestrator
+    return {"execution_mode": ExecutionMode.FAIL_FAST} if ExecutionMode.FAIL_FAST in orchestrator.supported_execution_modes else {}
+
+
+def raise_step_error(run_name: str, exc: BaseException | None = None) -> None:
+    """Raise a failed step's own error: ZenML's exception only says "failure in step(s)".
+
+    A ``sentibridge.errors`` class is re-raised as itself (the user's mistake, one line). A
+    tracking server or artifact store that failed the step (``exc``, the step's own exception
+    where the orchestrator passes it on) is named with its cause. Anything else becomes
+    ``StepFailed`` carrying the step's traceback for ``--debug``. Returns only when no step
+    failed (the run failed around the steps).
+    """
+    from zenml.client import Client
+    from zenml.enums import ExecutionStatus
 
     from sentibridge import errors
 
@@ -224,14 +243,72 @@ def raise_step_error(run_name: str) -> None:
         return
     for step in run.steps.values():
         info = step.exception_info
-        if info is None:
+        if info is None and step.status != ExecutionStatus.FAILED:
             continue
-        source = info.source or "Exception"
+        source = (info.source if info else None) or "Exception"
         name = source.rsplit(".", 1)[-1]
         cls = getattr(errors, name, None)
         if source.startswith("sentibridge.errors.") and isinstance(cls, type) and issubclass(cls, errors.SentibridgeError):
             raise cls(info.message or f"step {step.name} failed") from None
-        raise StepFailed(step.name, f"{name}: {info.message}" if info.message else name, info.traceback or "") from None
+        detail = (info.traceback if info else None) or ""
+        service = _service_failure(exc) if exc is not None else None
+        if service is not None:
+            raise StepFailed(step.name, service, detail or "".join(_format(exc)), known=True) from None
+        message = info.message if info else (str(exc) if exc is not None else "")
+        raise StepFailed(step.name, f"{name}: {message}" if message else name, detail) from None
+
+
+def _service_failure(exc: BaseException) -> str | None:
+    """One line naming the stack's tracking server or artifact store and why it failed a step; None otherwise."""
+    from sentibridge.errors import describe, tracking_server_failure
+
+    mlflow_errors = sys.modules.get("mlflow.exceptions")
+    if mlflow_errors is not None and isinstance(exc, mlflow_errors.MlflowException):
+        tracker = _stack_tracker()
+        if tracker is None:
+            return None
+        uri, secret, user = tracker
+        login = f"the username and password in ZenML secret '{secret}' (the stack's tracker)" if secret else "the stack's tracker"
+        return tracking_server_failure(exc, uri, login=login, user=user)
+    botocore = sys.modules.get("botocore.exceptions")
+    storage_error = isinstance(exc, OSError) or (botocore is not None and isinstance(exc, (botocore.ClientError, botocore.BotoCoreError)))
+    store = _stack_artifact_store()
+    if storage_error and "://" in store:  # a remote store (s3://, gs://...); a local disk error stays as it is
+        return f"artifact store {store}: {describe(exc).message}"
+    return None
+
+
+def _stack_tracker() -> tuple[str, str, str | None] | None:
+    """The active stack's MLflow tracker: its URI, the secret its login references, and that login's user."""
+    from zenml.client import Client
+    from zenml.utils import secret_utils
+
+    config = getattr(Client().active_stack.experiment_tracker, "config", None)
+    if config is None or not getattr(config, "tracking_uri", None):
+        return None
+    # model_dump keeps the "{{secret.key}}" reference; attribute access resolves it to the value.
+    raw = config.model_dump().get("tracking_username")
+    secret = secret_utils.parse_secret_reference(raw).name if secret_utils.is_secret_reference(raw) else ""
+    try:
+        user = config.tracking_username
+    except (KeyError, RuntimeError):
+        user = None
+    return config.tracking_uri, secret, user
+
+
+def _stack_artifact_store() -> str:
+    """The active artifact store's path, and its endpoint when one is configured (S3-compatible stores)."""
+    from zenml.client import Client
+
+    config = Client().active_stack.artifact_store.config
+    endpoint = (getattr(config, "client_kwargs", None) or {}).get("endpoint_url")
+    return f"{config.path} ({endpoint})" if endpoint else str(config.path)
+
+
+def _format(exc: BaseException) -> list[str]:
+    import traceback
+
+    return traceback.format_exception(exc)
 
 
 def _output(run, step: str, name: str):

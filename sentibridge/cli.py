@@ -458,13 +458,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse, run one command, and turn any failure into one line (the only error boundary)."""
     argv = sys.argv[1:] if argv is None else argv
+    # MLflow's INFO lines ("Creating initial MLflow database tables...") and download bars are
+    # not what a command's user asked for; its warnings and errors still show. A user's own
+    # setting wins. ZenML's console lines are filtered where pipelines run (home.quiet).
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = None
     try:
         args = build_parser().parse_args(argv)
-        return args.func(args)
+        exit_code = args.func(args)
+        sys.stdout.flush()  # here, so that a reader that left (`| head`) is seen below, not at exit
+        return exit_code
     except KeyboardInterrupt:
         message, exit_code = "interrupted", 130
-    except Exception as exc:  # noqa: BLE001: the boundary; describe() names what it knows
+    except BrokenPipeError:
+        if _reader_left():
+            return 141  # what a shell reports for a command stopped by SIGPIPE; nothing to say
+        message, exit_code = describe(BrokenPipeError(32, "Broken pipe")).message, 1
+    except Exception as exc:  # noqa: BLE001 - the boundary; describe() names what it knows
         failure = describe(exc)
         message, exit_code = failure.message, failure.exit_code
         if getattr(args, "debug", False) or os.environ.get("SENTIBRIDGE_DEBUG") == "1":
@@ -475,6 +486,27 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "json", False) if args is not None else "--json" in argv:
         _emit_json({"ok": False, "error": message})
     return exit_code
+
+
+def _reader_left() -> bool:
+    """Whether stdout's reader closed the pipe (``sentibridge models | head -1``), and if so
+    point stdout at /dev/null so that Python's own flush at exit stays quiet too.
+
+    A broken pipe elsewhere (a server's socket) leaves stdout writable: that is a real error.
+    """
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        closed = any(events & select.POLLERR for _, events in poller.poll(0))  # a pipe with no reader
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (a test's StringIO)
+        return False
+    if closed:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return closed
 
 
 if __name__ == "__main__":

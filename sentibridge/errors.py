@@ -30,16 +30,18 @@ class DataError(SentibridgeError):
 
 
 class StepFailed(Exception):
-    """A pipeline step raised something that is not a user mistake (a bug, the machine).
+    """A pipeline step failed on something other than a user mistake in the data or config.
 
     ``detail`` is the step's own traceback as ZenML recorded it: the exception that escapes
-    the orchestrator only says "failure in step(s)".
+    the orchestrator only says "failure in step(s)". ``known``: the cause is named (a server
+    that refused the step's login, a missing bucket), so the CLI does not call it a bug.
     """
 
-    def __init__(self, step: str, message: str, detail: str = "") -> None:
+    def __init__(self, step: str, message: str, detail: str = "", known: bool = False) -> None:
         super().__init__(f"step {step} failed: {message}")
         self.step = step
         self.detail = detail
+        self.known = known
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def describe(exc: BaseException) -> Failure:
     if isinstance(exc, SentibridgeError):
         return Failure(str(exc), exc.exit_code, trace)
     if isinstance(exc, StepFailed):
-        return Failure(str(exc), 1, exc.detail or trace, unexpected=True)
+        return Failure(str(exc), 1, exc.detail or trace, unexpected=not exc.known)
     # MLflow is only imported by commands that use it; without it no MlflowException can exist.
     mlflow_errors = sys.modules.get("mlflow.exceptions")
     if mlflow_errors is not None and isinstance(exc, mlflow_errors.MlflowException):
@@ -74,25 +76,40 @@ def describe(exc: BaseException) -> Failure:
     return Failure(f"{type(exc).__name__}: {_first_line(str(exc))}", 1, trace, unexpected=True)
 
 
-#: MLflow error codes of a server that refused who we are (HTTP 401 and 403).
-_REFUSED = {"UNAUTHENTICATED": "401 Unauthorized", "PERMISSION_DENIED": "403 Forbidden"}
+#: What MLflow's REST endpoints act on, for a 403's message: (path fragment, what it is).
+_RESOURCES = (
+    ("/registered-models/", "registered model"),
+    ("/model-versions/", "registered model"),
+    ("/logged-models", "logged model"),
+    ("/experiments/", "experiment"),
+    ("/runs/", "run"),
+)
+#: Where the CLI's own MLflow login comes from (a step's comes from its stack's tracker).
+CLI_LOGIN = "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
 
 
-def tracking_server_failure(exc: BaseException, uri: str) -> str | None:
+def tracking_server_failure(
+    exc: BaseException, uri: str, login: str = CLI_LOGIN, user: str | None = None, target: str = ""
+) -> str | None:
     """One line for an MLflow request the tracking server never answered, answered 5xx or refused.
 
     None for every other MLflow error (a missing model, a bad parameter): those are answers.
     MLflow wraps the HTTP failure (after its own retries) in an ``MlflowException`` whose
     context is the ``requests`` error, so the kind of outage is read from the exception chain.
+    ``login`` says where the credentials came from, ``user`` who logged in (default
+    ``MLFLOW_TRACKING_USERNAME``), ``target`` what was asked for (e.g. "experiment 'x'").
     """
     import requests
     from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT
 
     code = getattr(exc, "error_code", None)
-    if code in _REFUSED:
+    if code == "UNAUTHENTICATED":  # who we are: a wrong or missing login
+        return f"MLflow tracking server {uri} refused the login (401 Unauthorized): check {login}"
+    if code == "PERMISSION_DENIED":  # logged in, but not allowed: an admin grants the permission
+        user = user or os.environ.get("MLFLOW_TRACKING_USERNAME") or "the token's user"
         return (
-            f"MLflow tracking server {uri} refused the request ({_REFUSED[code]}): "
-            "check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+            f"MLflow tracking server {uri}: user {user!r} lacks permission on {target or _resource(exc)} "
+            "(403 Forbidden); a server admin grants it (docs: infrastructure, what the servers need)"
         )
     cause = next((e for e in _chain(exc) if isinstance(e, requests.RequestException)), None)
     retries = MLFLOW_HTTP_REQUEST_MAX_RETRIES.get()
@@ -107,6 +124,14 @@ def tracking_server_failure(exc: BaseException, uri: str) -> str | None:
         why = errno_error.strerror if errno_error is not None else "no connection"
         return f"MLflow tracking server {uri} is unreachable: {why} ({retries} retries); is it running?"
     return None
+
+
+def _resource(exc: BaseException) -> str:
+    """What a refused MLflow request acted on, from the endpoint its message names."""
+    message = str(getattr(exc, "message", exc))
+    endpoint = next((word for word in message.split() if word.startswith("/api/")), "")
+    kind = next((name for fragment, name in _RESOURCES if fragment in endpoint), "the resource")
+    return f"the {kind} ({endpoint})" if endpoint else kind
 
 
 def _chain(exc: BaseException):

@@ -6,7 +6,10 @@ registered model's description are written the same way every time.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -81,28 +84,50 @@ def log_and_register_model(merged_dir: Path, model_name: str, tags: dict[str, st
 
     import sentibridge
     from sentibridge.inference import mlflow_model
-    from sentibridge.inference.serving import ARTIFACT_KEY, OUTPUT_COLUMNS
+    from sentibridge.inference.serving import ARTIFACT_KEY
+    from sentibridge.labels import SCORE_COLUMNS
 
     signature = ModelSignature(
         inputs=Schema([ColSpec("string", "text"), ColSpec("string", "language", required=False)]),
-        outputs=Schema([ColSpec("string", "label"), ColSpec("long", "label_id")]
-                       + [ColSpec("double", c) for c in OUTPUT_COLUMNS[2:]]),
+        outputs=Schema([ColSpec("string", "label", required=False), ColSpec("long", "label_id", required=False)]
+                       + [ColSpec("double", c, required=False) for c in SCORE_COLUMNS]
+                       + [ColSpec("boolean", "truncated", required=False), ColSpec("string", "error", required=False)]),
     )
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=mlflow_model.__file__,
-        artifacts={ARTIFACT_KEY: str(merged_dir)},
-        code_paths=[str(Path(sentibridge.__file__).parent)],
-        pip_requirements=serving_requirements(),
-        signature=signature,
-        registered_model_name=model_name,
-    )
+    with _without_registry_notices():
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=mlflow_model.__file__,
+            artifacts={ARTIFACT_KEY: str(merged_dir)},
+            code_paths=[str(Path(sentibridge.__file__).parent)],
+            pip_requirements=serving_requirements(),
+            signature=signature,
+            registered_model_name=model_name,
+        )
     version = str(info.registered_model_version)
     client = mlflow.MlflowClient()
     describe_registered_model(client, model_name)
     for key, value in tags.items():
         client.set_model_version_tag(model_name, version, key, value)
     return {"registered_model": model_name, "model_version": version, "model_uri": f"models:/{model_name}/{version}"}
+
+
+#: What MLflow prints to stderr on every registration, whatever its log level (``eprint``).
+_NOTICES = ("Successfully registered model '", "Registered model '", "Created version '")
+
+
+@contextlib.contextmanager
+def _without_registry_notices():
+    """Drop MLflow's registration notices from stderr and keep everything else it writes there.
+
+    The CLI reports the version itself; MLflow's warnings (same stream) still show.
+    """
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buffer):
+            yield
+    finally:
+        kept = [line for line in buffer.getvalue().splitlines(keepends=True) if not line.startswith(_NOTICES)]
+        sys.stderr.write("".join(kept))
 
 
 def describe_registered_model(client: mlflow.MlflowClient, model_name: str) -> None:

@@ -329,16 +329,40 @@ def test_interrupt_is_130_with_json(monkeypatch, capsys):
 # --- a failed step: shown once ---------------------------------------------------------------
 
 
-def fake_zenml_run(monkeypatch, *infos):
-    import zenml.client
+TRACKER_URI = "http://127.0.0.1:5999"
 
-    steps = {f"step{i}": SimpleNamespace(name=f"step{i}", exception_info=info) for i, info in enumerate(infos)}
+
+def fake_zenml_run(monkeypatch, *infos, failed: str = ""):
+    """A ZenML client whose run has a step per ``infos`` (None: completed, unless named ``failed``),
+    on a stack whose MLflow tracker logs in with the secret ``team-mlflow`` (user ``ci-bot``)."""
+    import zenml.client
+    from zenml.enums import ExecutionStatus
+
+    def status(name, info):
+        return ExecutionStatus.FAILED if info is not None or name == failed else ExecutionStatus.COMPLETED
+
+    steps = {
+        f"step{i}": SimpleNamespace(name=f"step{i}", exception_info=info, status=status(f"step{i}", info))
+        for i, info in enumerate(infos)
+    }
+    store = SimpleNamespace(config=SimpleNamespace(path="s3://team-bucket/zenml", client_kwargs={"endpoint_url": "http://s3.test"}))
+    secret = {"username": "ci-bot", "password": "never-shown"}
 
     class FakeClient:
         def get_pipeline_run(self, name):
             return SimpleNamespace(steps=steps)
 
+        def get_secret_by_name_and_private_status(self, name, **_):
+            # ZenML's own config class resolves "{{secret.key}}" through this call.
+            assert name == "team-mlflow"
+            return SimpleNamespace(values=secret, secret_values=secret)
+
     monkeypatch.setattr(zenml.client, "Client", FakeClient)
+    from zenml.integrations.mlflow.flavors.mlflow_experiment_tracker_flavor import MLFlowExperimentTrackerConfig
+
+    tracker = SimpleNamespace(config=MLFlowExperimentTrackerConfig(
+        tracking_uri=TRACKER_URI, tracking_username="{{team-mlflow.username}}", tracking_password="{{team-mlflow.password}}"))
+    FakeClient.active_stack = SimpleNamespace(experiment_tracker=tracker, artifact_store=store)
 
 
 def info(source, message, traceback="Traceback (most recent call last):\n  in step code\nValueError: boom"):
@@ -363,6 +387,80 @@ def test_a_class_named_like_ours_elsewhere_is_not_a_user_error(monkeypatch):
     fake_zenml_run(monkeypatch, info("somelib.errors.DataError", "not ours"))
     with pytest.raises(StepFailed):
         run.raise_step_error("r")
+
+
+def refused(status: int):
+    from mlflow.exceptions import MlflowException, get_error_code
+
+    endpoint = "/api/2.0/mlflow/experiments/get-by-name"
+    return MlflowException(f"API request to endpoint {endpoint} failed with error code {status} != 200",
+                           error_code=get_error_code(status))
+
+
+def test_a_step_refused_by_the_stacks_tracker_names_the_server_and_the_secret(monkeypatch):
+    """ZenML records no error for a step that failed while its tracker logged in: the CLI reads the exception."""
+    fake_zenml_run(monkeypatch, None, None, failed="step1")
+    with pytest.raises(StepFailed) as caught:
+        run.raise_step_error("r", refused(401))
+    assert str(caught.value) == (
+        f"step step1 failed: MLflow tracking server {TRACKER_URI} refused the login (401 Unauthorized): "
+        "check the username and password in ZenML secret 'team-mlflow' (the stack's tracker)"
+    )
+    assert caught.value.known and "never-shown" not in str(caught.value)
+
+
+def test_a_step_whose_user_lacks_a_permission_names_the_user_and_the_experiment(monkeypatch):
+    fake_zenml_run(monkeypatch, None, failed="step0")
+    with pytest.raises(StepFailed) as caught:
+        run.raise_step_error("r", refused(403))
+    assert str(caught.value) == (
+        f"step step0 failed: MLflow tracking server {TRACKER_URI}: user 'ci-bot' lacks permission on the experiment "
+        "(/api/2.0/mlflow/experiments/get-by-name) (403 Forbidden); a server admin grants it "
+        "(docs: infrastructure, what the servers need)"
+    )
+
+
+def test_a_remote_artifact_store_failure_names_the_store(monkeypatch):
+    fake_zenml_run(monkeypatch, info("builtins.FileNotFoundError", "team-bucket/zenml/x"))
+    with pytest.raises(StepFailed) as caught:
+        run.raise_step_error("r", FileNotFoundError(2, "No such file or directory", "team-bucket/zenml/x"))
+    assert str(caught.value) == (
+        "step step0 failed: artifact store s3://team-bucket/zenml (http://s3.test): team-bucket/zenml/x: No such file or directory"
+    )
+
+
+def test_a_known_step_failure_is_one_line_without_the_bug_hint(monkeypatch, capsys):
+    def failing(settings, version=None, run_config=None):
+        raise StepFailed("augment", "MLflow tracking server http://x refused the login (401 Unauthorized): check y", known=True)
+
+    monkeypatch.setattr(run, "train", failing)
+    assert cli.main(["train"]) == 1
+    assert capsys.readouterr().err == (
+        "error: step augment failed: MLflow tracking server http://x refused the login (401 Unauthorized): check y\n"
+    )
+
+
+def test_a_reader_that_leaves_the_pipe_is_quiet(tmp_path):
+    """`sentibridge models | head -1`: stdout's reader is gone before the table is written."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, cli_env
+
+    proc = subprocess.Popen([sys.executable, "-m", "sentibridge.cli", "models"], cwd=REPO, env=cli_env(tmp_path / "home"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141 and err == "", err
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_an_error(monkeypatch, capsys):
+    def failing(settings, version=None, run_config=None):
+        raise BrokenPipeError(32, "Broken pipe")  # a server's socket, say: stdout is still there
+
+    monkeypatch.setattr(run, "train", failing)
+    assert cli.main(["train"]) == 1
+    assert capsys.readouterr().err == "error: Broken pipe\n"
 
 
 @pytest.mark.parametrize("debug", [False, True])

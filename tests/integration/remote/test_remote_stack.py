@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import SAMPLE, TINY_MODEL, TINY_TRAIN
-from tests.integration.remote.conftest import ADMIN, BUCKET, REPO, Remote, bucket_keys
+from tests.integration.remote.conftest import ADMIN, ADMIN_PASSWORD, BUCKET, REPO, STACK, Remote, bucket_keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.remote]
 
@@ -102,7 +102,8 @@ def trained(remote_session: Remote, tmp_path_factory):
     print(f"remote train took {time.perf_counter() - started:.0f} s")
     (root / "in.csv").write_text("text,language\nI love this phone,en\nC'est nul,fr\n", encoding="utf-8")
     predict = run(env, "predict", "--input", str(root / "in.csv"), "--output", str(root / "out.csv"), "--json")
-    return {"home": home, "env": env, "train": last_json(train), "predict": predict, "out": root / "out.csv"}
+    return {"home": home, "env": env, "train": last_json(train), "train_stderr": train.stderr, "predict": predict,
+            "out": root / "out.csv"}
 
 
 def test_train_on_the_remote_stack_registers_a_champion(trained, remote_session):
@@ -156,6 +157,76 @@ def test_without_valid_credentials_nothing_is_registered(remote, credentials, tm
         assert last_json(done) == {"ok": False, "error": line.removeprefix("error: ")}
         assert "trained" not in done.stdout
     assert version_count(remote) == before
+
+
+#: Sets one value of a ZenML secret through the client, as a user fixing (or breaking) it would.
+UPDATE_SECRET = """
+import sys
+from zenml.client import Client
+Client().update_secret(sys.argv[1], add_or_update_values={sys.argv[2]: sys.argv[3]})
+"""
+
+
+def set_secret_value(remote: Remote, home: Path, key: str, value: str) -> None:
+    env = remote.env(home)
+    proc = subprocess.run([sys.executable, "-c", UPDATE_SECRET, f"{STACK}-mlflow", key, value], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_a_wrong_password_in_the_stacks_secret_names_the_server_and_the_secret(trained, remote, tmp_path):
+    """The CLI's own login is right; the stack's tracker logs in with a wrong password in its secret.
+
+    ZenML fails the first tracked step while preparing it and records no error for it, so the
+    cause comes from the step's own exception (the local orchestrator passes it on).
+    """
+    before = version_count(remote)
+    set_secret_value(remote, tmp_path / "admin", "password", "not-the-password")
+    try:
+        done = run(trained["env"], "train", "--data", str(SAMPLE), *TINY_TRAIN, *TINY_MODEL, "--json")
+    finally:
+        set_secret_value(remote, tmp_path / "admin", "password", ADMIN_PASSWORD)
+    assert done.returncode == 1, done.stderr[-3000:]
+    line = error_line(done)
+    assert line.startswith("error: step ") and remote.mlflow.url in line and "401 Unauthorized" in line, line
+    assert f"ZenML secret '{STACK}-mlflow'" in line and "not-the-password" not in done.stderr + done.stdout, line
+    assert "--debug" not in line  # a named cause, not a bug
+    assert version_count(remote) == before
+
+
+def test_a_user_without_permission_is_told_which_permission(trained, remote, tmp_path):
+    """A login that works but may not read the experiment: a 403 that names the user, not the password."""
+    import requests
+
+    created = requests.post(f"{remote.mlflow.url}/api/2.0/mlflow/users/create", auth=(ADMIN, ADMIN_PASSWORD),
+                            json={"username": "reader", "password": "reader-password"}, timeout=60)
+    assert created.status_code == 200, created.text
+    env = remote.env(tmp_path / "home", credentials=("reader", "reader-password"))
+    done = run(env, "train", "--data", str(SAMPLE), *TINY_TRAIN, *TINY_MODEL, "--json")
+    assert done.returncode == 1, done.stderr[-3000:]
+    line = error_line(done)
+    assert remote.mlflow.url in line and "user 'reader' lacks permission on the experiment" in line, line
+    assert "403 Forbidden" in line and "PASSWORD" not in line, line
+
+
+def test_registration_notices_and_library_info_lines_stay_off_stderr(trained):
+    """MLflow's "Successfully registered model" and INFO lines are not what `train` shows (issue 31)."""
+    # `trained` ran `train` on the stack; its stderr is what a user saw.
+    stderr = trained["train_stderr"]
+    for noise in ("Successfully registered model", "Created version '", " INFO mlflow", "Waiting up to", "Downloading artifacts"):
+        assert noise not in stderr, (noise, stderr[-3000:])
+
+
+@pytest.mark.parametrize("reader", ["head -1", "head -c 0"])
+def test_a_reader_that_leaves_early_is_quiet(trained, reader):
+    """`models | head -1`, as in a shell; `head -c 0` leaves before the first write, so the pipe surely breaks."""
+    script = f"{SENTIBRIDGE} models | {reader} >/dev/null; echo \"status=${{PIPESTATUS[0]}}\" >&2"
+    done = subprocess.run(["bash", "-c", script], cwd=REPO, env=trained["env"], capture_output=True, text=True, timeout=300)
+    status = done.stderr.strip().splitlines()[-1]
+    assert status in ("status=0", "status=141"), done.stderr[-3000:]
+    assert done.stderr.strip() == status, done.stderr[-3000:]  # nothing else on stderr: no "error: Broken pipe"
+    if reader == "head -c 0":
+        assert status == "status=141", done.stderr[-3000:]  # a closed pipe ends like any Unix tool's
 
 
 class _Failing(http.server.BaseHTTPRequestHandler):

@@ -92,16 +92,27 @@ def test_a_server_answering_500_is_raised_and_named(call, server, monkeypatch):
     assert message.startswith(f"MLflow tracking server {uri} is failing") and "500" in message
 
 
-@pytest.mark.parametrize(("status", "shown"), [(401, "401 Unauthorized"), (403, "403 Forbidden")])
-def test_a_refused_login_names_the_status_and_the_variables(status, shown, server, monkeypatch):
-    uri = server(status)
+def test_a_refused_login_names_the_status_and_the_variables(server, monkeypatch):
+    uri = server(401)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     with pytest.raises(MlflowException) as caught:
         registry.alias_version(mlflow.MlflowClient(tracking_uri=uri), "m", registry.CHAMPION)
     message = describe(caught.value).message
     assert message == (
-        f"MLflow tracking server {uri} refused the request ({shown}): check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+        f"MLflow tracking server {uri} refused the login (401 Unauthorized): check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
     )
+
+
+def test_a_missing_permission_names_the_user_and_what_was_refused(server, monkeypatch):
+    """A 403 is not a wrong password: the login worked, the user lacks a permission."""
+    uri = server(403)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "reader")
+    with pytest.raises(MlflowException) as caught:
+        registry.alias_version(mlflow.MlflowClient(tracking_uri=uri), "m", registry.CHAMPION)
+    message = describe(caught.value).message
+    assert message.startswith(f"MLflow tracking server {uri}: user 'reader' lacks permission on the registered model (/api/")
+    assert "(403 Forbidden)" in message and "PASSWORD" not in message
 
 
 def test_only_a_real_not_found_means_none(tmp_path):
