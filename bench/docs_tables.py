@@ -646,6 +646,33 @@ def predict_memory(r: Results) -> str:
             + ("\n\nBoth modes write byte-identical outputs (same SHA-256 at every size)." if same else ""))
 
 
+@block("make_test.json")
+def make_test(r: Results) -> str:
+    """`make test` on a fresh clone against the 15-minute aim, with an earlier commit's run beside it."""
+    d = r("make_test.json")
+
+    def counts(x: Mapping[str, Any]) -> str:
+        return ", ".join(f"{num(n, 0)} {word}" for word, n in x["counts"].items())
+
+    def busy(x: Mapping[str, Any]) -> str:
+        return num(x["cores_busy"], 2) if x.get("cores_busy") is not None else "—"
+
+    rows = [[f"`{d['commit']}` (now)", num(d["make_test_seconds"], 0), num(d["pytest_seconds"], 0), busy(d), counts(d)]]
+    if "before" in d:
+        b = d["before"]
+        rows.append([f"`{b['commit']}` (before)", num(b["make_test_seconds"], 0), num(b["pytest_seconds"], 0), busy(b),
+                     counts(b)])
+    slow = [[num(x["seconds"], 0), x["phase"], f"`{x['test'].split('::')[0]}`"] for x in d["slowest"][:10]]
+    verdict = "within" if d["make_test_seconds"] <= d["aim_seconds"] else "over"
+    return (f"On a fresh clone, {machine(d['machine'])}:\n\n"
+            + table(["commit", "`make test` s (install included)", "pytest s", "cores busy (CPU s ÷ wall s)", "tests"],
+                    rows, "lrrrl")
+            + f"\n\n{times(d['over_aim'])} the {num(d['aim_seconds'], 0)} s aim ({verdict} it)"
+            + (f"; {times(d['over_before'])} the earlier run." if "before" in d else ".")
+            + " The ten slowest setups and calls of the run:\n\n"
+            + table(["seconds", "phase", "module"], slow, "rll"))
+
+
 # ----------------------------------------------------------------------------------------------
 # Accuracy on UMSAB
 

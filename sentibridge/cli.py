@@ -38,6 +38,13 @@ def _at_revision(settings: Settings, args: argparse.Namespace) -> tuple[Settings
     return run.at_revision(settings, args.data_rev)
 
 
+def _positive_int(value: str) -> int:
+    """An argparse type: a whole number of at least 1 (argparse turns the error into one usage line)."""
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {value!r}")
+    return int(value)
+
+
 def _emit_json(payload: dict) -> None:
     print(json.dumps(payload, ensure_ascii=False, default=str), flush=True)
 
@@ -277,7 +284,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from sentibridge.registry import promotion as registry
 
     settings = _settings(args)
-    iter_prediction_input(Path(args.input))  # a missing file or text column fails before the model loads
+    if args.engine == "local":
+        if args.spark_master or args.partitions:
+            raise SentibridgeError("--spark-master and --partitions go with --engine spark")
+        iter_prediction_input(Path(args.input))  # a missing file or text column fails before the model loads
     client, name, _ = _registry(settings)
     if args.model == registry.CHAMPION:
         version = registry.alias_version(client, name, registry.CHAMPION)
@@ -287,11 +297,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         version = str(args.model)
         registry.require_version(client, name, version)
-    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
-    summary = predict_file(model, Path(args.input), Path(args.output), progress=not args.json)
+    if args.engine == "spark":
+        from sentibridge.inference import spark
+
+        spark.check_paths(args.input, args.output)
+        session = spark.spark_session(args.spark_master or spark.DEFAULT_MASTER)
+        try:
+            summary = spark.predict_spark(session, f"models:/{name}/{version}", args.input, args.output, args.partitions)
+        finally:
+            session.stop()
+        cut = "the model's max_length"
+    else:
+        model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
+        summary = predict_file(model, Path(args.input), Path(args.output), progress=not args.json)
+        cut = f"the model's max_length ({model.max_length} tokens)"
     print(f"predicted {summary.predicted} rows with {name} v{version} -> {args.output}"
-          + (f"; {summary.truncated} truncated to the model's max_length ({model.max_length} tokens)"
-             if summary.truncated else "")
+          + (f"; {summary.truncated} truncated to {cut}" if summary.truncated else "")
           + (f"; {summary.errors} rows kept with an error" if summary.errors else ""))
     for row, error in summary.first_errors:
         print(f"  row {row}: {error}")
@@ -441,8 +462,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", help="label a CSV/TSV/JSONL/Parquet/txt file with a registered model")
     predict.add_argument("--input", required=True,
                          help="CSV/TSV/JSONL/Parquet/txt file or folder; a 'text' column and an optional 'language'")
-    predict.add_argument("--output", required=True, help="CSV/TSV/JSONL/JSON/Parquet, by suffix")
+    predict.add_argument("--output", required=True,
+                         help="CSV/TSV/JSONL/JSON/Parquet, by suffix (--engine spark: a new folder of Parquet files)")
     predict.add_argument("--model", default="champion", help="'champion' (default) or a version number")
+    predict.add_argument("--engine", choices=("local", "spark"), default="local",
+                         help="local: this process (default); spark: mlflow.pyfunc.spark_udf on a Spark cluster")
+    predict.add_argument("--spark-master", default=None, help="with --engine spark: a Spark master URL (default local[*])")
+    predict.add_argument("--partitions", type=_positive_int, default=None,
+                         help="with --engine spark: row ranges scored in parallel, each loading the model once "
+                              "(default: one per task slot)")
     common(predict)
     predict.set_defaults(func=cmd_predict)
 

@@ -24,7 +24,7 @@ import math
 import os
 import sys
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -78,6 +78,21 @@ def read_prediction_input(
 ) -> pd.DataFrame:
     """The whole input as one ``INPUT_COLUMNS`` table (:func:`iter_prediction_input` in one chunk)."""
     return next(iter_prediction_input(path, text_column, language_column, chunk_rows=sys.maxsize), _frame([]))
+
+
+def check_texts(texts: Sequence[object], languages: Sequence[object] | None = None) -> pd.DataFrame:
+    """Texts given in memory (a served request, a Spark batch) checked as a file's records are:
+    an ``INPUT_COLUMNS`` table, ``row`` and ``id`` numbered from 0, a bad text kept with its ``error``."""
+    languages = [None] * len(texts) if languages is None else languages
+    return _frame([_make_row(row, None, None, _present(text), _present(language), None)
+                   for row, (text, language) in enumerate(zip(texts, languages))])
+
+
+def _present(value: object) -> object:
+    """None for a missing value as pandas or Arrow hand it over (NaN, NA), else ``value``."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
 
 
 class PredictionWriter:

@@ -160,7 +160,7 @@ def predict_file(
     errors: list[tuple[int, str]] = []
     with PredictionWriter(Path(output_path)) as writer:
         for chunk in chunks:
-            labelled = _label_chunk(model, chunk, progress)
+            labelled = label_rows(model, chunk, progress)
             writer.write(labelled)
             rows += len(chunk)
             predicted += int(labelled["label_id"].notna().sum())
@@ -169,14 +169,15 @@ def predict_file(
                 bad = chunk[chunk["error"].notna()].head(errors_shown - len(errors))
                 errors.extend(zip(bad["row"].tolist(), bad["error"].tolist()))
         if rows == 0:  # an empty input still gets a header, a schema or "[]"
-            writer.write(_label_chunk(model, pd.DataFrame(columns=INPUT_COLUMNS).astype({"row": "int64"}), progress))
+            writer.write(label_rows(model, pd.DataFrame(columns=INPUT_COLUMNS).astype({"row": "int64"}), progress))
     return PredictSummary(
         rows=rows, predicted=predicted, errors=rows - predicted, first_errors=tuple(errors), truncated=truncated
     )
 
 
-def _label_chunk(model: RowPredictor, rows: pd.DataFrame, progress: bool) -> pd.DataFrame:
-    """``rows`` (``files.INPUT_COLUMNS``) -> ``OUTPUT_COLUMNS``, scoring only the rows without an error.
+def label_rows(model: RowPredictor, rows: pd.DataFrame, progress: bool) -> pd.DataFrame:
+    """``rows`` (``files.INPUT_COLUMNS``) -> ``OUTPUT_COLUMNS``, scoring only the rows without an error
+    (a file's chunk, a served request, a Spark batch).
 
     Fixed dtypes (nullable string/Int64/boolean, float64) so every chunk writes the same Parquet schema,
     even one whose rows are all bad.

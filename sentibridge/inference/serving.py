@@ -17,20 +17,23 @@ from sentibridge.model.base import load_causal_lm, load_tokenizer
 from sentibridge.config import AugmentConfig, EvalConfig, ModelConfig
 from sentibridge.augment.demonstrations import load_for_model
 from sentibridge.inference.label_calibration import load_offsets
-from sentibridge.model.instructions import LABEL_WORDS
 from sentibridge.model.merge import read_merged_config
 from sentibridge.model.precision import base_dtype, default_device, resolve_precision
-from sentibridge.inference.predict import predict_rows
+from sentibridge.inference.files import check_texts
+from sentibridge.inference.predict import label_rows, predict_rows
+from sentibridge.labels import SCORE_COLUMNS
 
 ARTIFACT_KEY = "merged_model"
-OUTPUT_COLUMNS = ["label", "label_id", *(f"score_{w}" for w in LABEL_WORDS)]
+#: Columns of the served model's answer, one row per input row.
+OUTPUT_COLUMNS = ["label", "label_id", *SCORE_COLUMNS, "truncated", "error"]
 
 
 class SentimentModel(mlflow.pyfunc.PythonModel):
     """Scores ``text`` (and optional ``language``, an ISO 639-1 code) against the label words.
 
-    Output columns: ``label`` (word), ``label_id`` (0/1/2) and ``score_negative``,
-    ``score_neutral``, ``score_positive`` (probabilities over the three labels, summing to 1).
+    Output columns: ``label`` (word), ``label_id`` (0/1/2), ``score_negative``,
+    ``score_neutral``, ``score_positive`` (probabilities over the three labels, summing to 1),
+    ``truncated`` (the text was cut to ``max_length`` tokens) and ``error`` (why a row has no label).
     """
 
     def __init__(self) -> None:
@@ -81,17 +84,13 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         )
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """One output row per input row: a row whose text is empty, missing or not a string, or
+        whose language is not an ISO 639-1 code, gets an ``error`` and no label (the rest are
+        labelled), as in ``sentibridge predict``. A request without a ``text`` column fails."""
         if "text" not in model_input.columns:
             raise ValueError("input needs a 'text' column")
-        frame = pd.DataFrame(
-            {
-                "id": [str(i) for i in range(len(model_input))],
-                "text": model_input["text"].astype(str).tolist(),
-                "language": model_input["language"].tolist() if "language" in model_input.columns else None,
-            }
-        )
-        scored = self.predict_rows(frame, progress=False)
-        out = scored[[f"score_{w}" for w in LABEL_WORDS]].set_axis(model_input.index)
-        out.insert(0, "label_id", scored["pred"].to_numpy())
-        out.insert(0, "label", [LABEL_WORDS[k] for k in scored["pred"]])
-        return out[OUTPUT_COLUMNS]
+        languages = model_input["language"].tolist() if "language" in model_input.columns else None
+        labelled = label_rows(self, check_texts(model_input["text"].tolist(), languages), progress=False)
+        out = labelled[OUTPUT_COLUMNS].set_axis(model_input.index)
+        # Plain Python values and None, not pandas' NA: what MLflow's JSON encoder and Arrow (Spark) take.
+        return out.astype(object).where(out.notna(), None)

@@ -15,12 +15,14 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from bench.serve_load import BAD_REQUESTS, judge
 from tests.conftest import SAMPLE, TINY_MODEL, TINY_TRAIN, cli_env
 from tests.integration.test_validate_cli import REPO, last_json, run_cli
 from tests.loopback import free_port, wait_for_http
@@ -188,10 +190,59 @@ def test_predict_labels_a_mixed_file_and_fails_only_when_no_row_can_be(journey, 
     assert last_json(failed)["ok"] is False and (last_json(failed)["rows"], last_json(failed)["errors"]) == (2, 2)
 
 
+def _spark_rows(n: int = 500) -> pd.DataFrame:
+    """``n`` rows of the sample's texts with ids, plus an empty text and an unknown language (bad rows)."""
+    sample = pd.read_json(SAMPLE / "reviews.jsonl", lines=True)
+    rows = sample.sample(n=n - 2, replace=True, random_state=0)[["text", "language"]].reset_index(drop=True)
+    bad = pd.DataFrame({"text": ["", "bonjour"], "language": ["en", "xx"]})
+    frame = pd.concat([rows.iloc[:100], bad, rows.iloc[100:]], ignore_index=True)
+    return frame.assign(id=[f"r{k}" for k in range(len(frame))])[["id", "text", "language"]]
+
+
+def test_spark_predict_matches_local_predict(journey, tmp_path):
+    """`predict --engine spark` on local[2] (MLflow's spark_udf) labels the same 500 rows as local predict (issue 29)."""
+    pytest.importorskip("pyspark", reason="pyspark is not installed (the [spark] extra)")
+    if shutil.which("java") is None:
+        pytest.skip("no java on PATH: Spark needs Java 17 (.ci/run installs openjdk-17-jre-headless)")
+    source = tmp_path / "rows.parquet"
+    _spark_rows().to_parquet(source)
+    local = run_cli(journey["home"], "predict", "--input", str(source), "--output", str(tmp_path / "local.parquet"), "--json")
+    assert local.returncode == 0, local.stderr[-2000:]
+    spark = run_cli(journey["home"], "predict", "--engine", "spark", "--spark-master", "local[2]", "--input", str(source),
+                    "--output", str(tmp_path / "spark"), "--json")
+    assert spark.returncode == 0, spark.stderr[-3000:]
+    assert {k: last_json(spark)[k] for k in ("rows", "predicted", "errors")} == {"rows": 500, "predicted": 498, "errors": 2}
+    expected = pd.read_parquet(tmp_path / "local.parquet")
+    got = pd.read_parquet(tmp_path / "spark")  # a folder of part files, in input order
+    assert len(list((tmp_path / "spark").glob("part-*.parquet"))) == 2  # one row range per task slot
+    assert list(got.columns) == list(expected.columns) and got["row"].tolist() == list(range(500))
+    for column in ("id", "text", "language", "label", "error"):
+        assert got[column].astype(object).where(got[column].notna(), None).tolist() == \
+            expected[column].astype(object).where(expected[column].notna(), None).tolist(), column
+    scores = ["score_negative", "score_neutral", "score_positive"]
+    # Other batches (250 rows per task against 500), so other sums: up to 0.004 in bf16 (AVX512-BF16 CPUs).
+    assert (got[scores] - expected[scores]).abs().max().max() < 0.02
+    assert got["error"].dropna().tolist() == ["empty text", "unknown language code 'xx'"]
+    # Spark's own mistakes are one line too: an output folder that exists is refused before Spark starts.
+    again = run_cli(journey["home"], "predict", "--engine", "spark", "--input", str(source), "--output", str(tmp_path / "spark"))
+    assert again.returncode == 1 and "already exists" in again.stderr and "Traceback" not in again.stderr
+
+
 def test_predict_without_that_version_is_one_line(journey, tmp_path):
     (tmp_path / "in.txt").write_text("hello\n", encoding="utf-8")
     proc = run_cli(journey["home"], "predict", "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "o.csv"), "--model", "42")
     assert proc.returncode == 1 and "has no version 42" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _post(port: int, body: bytes) -> tuple[int, str]:
+    """(status, body) of a POST to the served model's /invocations; a 4xx/5xx is an answer, not an exception."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=300) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode(errors="replace")
 
 
 def test_mlflow_serves_the_champion_on_loopback(journey):
@@ -215,6 +266,15 @@ def test_mlflow_serves_the_champion_on_loopback(journey):
             predictions = json.loads(reply.read())["predictions"]
         assert len(predictions) == 1 and predictions[0]["label"] in {"negative", "neutral", "positive"}
         assert abs(sum(predictions[0][f"score_{w}"] for w in ("negative", "neutral", "positive")) - 1) < 1e-4
+        assert predictions[0]["truncated"] is False and predictions[0]["error"] is None
+        # Bad requests (bench/serve_load.py mixes the same ones into its load): each gets a 4xx with
+        # a message or a per-row error, and the good request after it still succeeds.
+        for kind, (bad_body, _) in BAD_REQUESTS.items():
+            status, text = _post(port, bad_body)
+            right, said = judge(kind, status, text)
+            assert right, (kind, said)
+            assert _post(port, body)[0] == 200, kind
+        assert server.poll() is None, log.read_text()[-3000:]
     finally:
         server.terminate()
         try:

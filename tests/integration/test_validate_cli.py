@@ -47,7 +47,7 @@ def test_sample_data_validates_and_registers_the_stack(home):
     )
     assert "sentibridge" in stacks.stdout
     # a second run is idempotent (no duplicate stack registration) and the same data version
-    again = run_cli(home, "validate", "--data", str(SAMPLE), "--json")
+    again = run_cli(home, "validate", "--data", str(SAMPLE), "--set", "data.label_issues=off", "--json")  # checked above
     assert again.returncode == 0, again.stderr
     assert last_json(again)["data_version"] == report["data_version"]
 

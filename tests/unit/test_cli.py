@@ -67,6 +67,21 @@ def test_usage_errors_exit_2_with_a_json_last_line(argv, capsys):
     assert last_json(out)["ok"] is False
 
 
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--partitions", "0"], "at least 1"),
+    (["--engine", "dask"], "invalid choice"),
+])
+def test_predict_engine_flags_are_checked_by_the_parser(flags, message, capsys):
+    assert cli.main(["predict", "--input", "a.csv", "--output", "b.csv", *flags]) == 2
+    assert message in one_error_line(capsys.readouterr().err)
+
+
+def test_spark_flags_without_the_spark_engine_are_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SENTIBRIDGE_HOME", str(tmp_path / "home"))
+    assert cli.main(["predict", "--input", "a.csv", "--output", "b.csv", "--spark-master", "local[2]"]) == 1
+    assert "go with --engine spark" in one_error_line(capsys.readouterr().err)
+
+
 def test_unknown_config_key_is_exit_2():
     assert cli.main(["validate", "--set", "data.nope=1"]) == 2
 

@@ -87,3 +87,18 @@ def test_pyfunc_predict(merged_dir):
     assert scores.round(5).eq(1.0).all()
     no_language = model.predict(None, frame[["text"]])
     assert len(no_language) == 2
+
+
+def test_pyfunc_keeps_bad_rows_with_an_error(merged_dir):
+    """A served request is checked row by row as `sentibridge predict` checks a file (issue 29)."""
+    from sentibridge.inference.serving import SentimentModel
+
+    model = SentimentModel().load(merged_dir, precision="fp32")
+    frame = pd.DataFrame({"text": ["I love it", "", None, "ok", "x" * 5000], "language": ["en", "en", "en", "xx", None]})
+    result = model.predict(None, frame)
+    assert result["error"].tolist() == [None, "empty text", "missing text", "unknown language code 'xx'", None]
+    assert result["label"].isna().tolist() == [False, True, True, True, False]
+    assert result["truncated"].tolist() == [False, None, None, None, True]
+    json.dumps(result.to_dict(orient="records"))  # what the scoring server sends: plain values and null
+    with pytest.raises(ValueError, match="'text' column"):
+        model.predict(None, frame[["language"]])
