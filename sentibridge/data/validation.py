@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import pandas as pd
 
@@ -48,10 +50,29 @@ class ValidationResult:
         }
 
 
-def _expectations(cfg: DataConfig) -> list[tuple[str, object]]:
-    import great_expectations as gx
+def great_expectations() -> ModuleType:
+    """``great_expectations``, imported so that an installed pyspark cannot end the process.
 
-    e = gx.expectations
+    GX's compatibility layer imports ``pyspark.sql.connect``, which takes a process whose
+    ``__main__`` has neither a file nor a spec (``python -c``, a pytest-xdist worker) for
+    pyspark's own doctest run and calls ``sys.exit(0)``: validation would end in silent success.
+    ``sys.ps1`` (an interactive session) tells it otherwise for the length of the import.
+    """
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    main = sys.modules.get("__main__")
+    mask = not hasattr(sys, "ps1") and getattr(main, "__spec__", None) is None and not hasattr(main, "__file__")
+    if mask:
+        sys.ps1 = ""
+    try:
+        import great_expectations as gx
+    finally:
+        if mask:
+            del sys.ps1
+    return gx
+
+
+def _expectations(cfg: DataConfig) -> list[tuple[str, object]]:
+    e = great_expectations().expectations
     # Texts are checked stripped: whitespace-only is empty, and padding must not pass a length bound.
     return [
         ("empty_text", e.ExpectColumnValuesToMatchRegex(column="text_stripped", regex=r"\S")),
@@ -66,9 +87,7 @@ def _expectations(cfg: DataConfig) -> list[tuple[str, object]]:
 
 def _run_suite(frame: pd.DataFrame, cfg: DataConfig) -> dict[str, list[int]]:
     """Run the GE suite; return reason -> positional indices of the rows it rejects."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx
-
+    gx = great_expectations()
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False}  # GE draws one bar per expectation

@@ -228,3 +228,17 @@ def test_quarantine_limit_lists_only_the_first_rows():
 def test_quarantine_limit_with_no_rows():
     with pytest.raises(DataError, match="src: no rows"):
         check_quarantine_limit(0, quarantine_of(0), DataConfig(), "src")
+
+
+def test_validation_runs_in_a_process_without_a_main_file():
+    """`python -c` (and every pytest-xdist worker) has a __main__ without a file: with pyspark
+    installed, importing GX used to end such a process with exit 0 before validating anything."""
+    import subprocess
+    import sys
+
+    probe = ("import pandas as pd; from sentibridge.config import DataConfig; "
+             "from sentibridge.data.validation import validate_rows; "
+             "rows = pd.DataFrame({'id': ['a'], 'text': ['a fine text'], 'label': [1], 'language': ['en'], 'split': ['train']}); "
+             "print('valid', validate_rows(rows, DataConfig()).rows_valid)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip().endswith("valid 1"), (done.stdout, done.stderr[-2000:])
