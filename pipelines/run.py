@@ -65,7 +65,7 @@ class TrainResult:
     metrics: dict[str, Any]
     #: ``registered_model``, ``model_version``, ``mlflow_run_id``, ``tracking_uri``.
     registration: dict[str, Any]
-    #: The gate's record (``registry.gate.Decision.to_dict``); ``promote`` says whether it won.
+    #: The gate's record (``registry.decision.Decision.to_dict``); ``promote`` says whether it won.
     decision: dict[str, Any]
     augmentation: dict[str, Any]
     train_summary: dict[str, Any]

@@ -76,7 +76,7 @@ def _train(settings: Settings, version: DataVersion | None = None, run_config: P
 
 def _print_train(result: TrainResult) -> None:
     from sentibridge.tables import text_table
-    from sentibridge.registry.gate import Decision
+    from sentibridge.registry.decision import Decision
 
     metrics, registration, summary = result.metrics, result.registration, result.train_summary
     added = {lang["language"]: lang["retrieved"] + lang["self_labelled"] for lang in result.augmentation["languages"]}
@@ -189,7 +189,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     elif not versions:
         print(f"no versions of {name} yet: run `sentibridge train`")
     else:
-        from sentibridge.registry.gate import summary_mean_text, summary_table
+        from sentibridge.registry.decision import summary_mean_text, summary_table
 
         rows = [
             [v["version"], ",".join(v["aliases"]), v["f1_macro_avg"], v["gate"] or "", summary_mean_text(v.get("gate_detail")),

@@ -18,9 +18,9 @@ from sentibridge.registry import promotion as registry
 from sentibridge import tracking
 from sentibridge.model.base import resolve_base_model
 from sentibridge.config import EvalConfig, GateConfig, ModelConfig, RegistryConfig
-from sentibridge.registry.gate import (
-    ChampionRecord, Decision, Reference, choose_reference, gate_predictions, rule_with_member_noise,
-)
+from sentibridge.registry.decision import Decision
+from sentibridge.registry.gate import gate_predictions, rule_with_member_noise
+from sentibridge.registry.reference import ChampionRecord, Reference, choose_reference
 from sentibridge.home import resolve_home
 from sentibridge.registry.lock import PromotionLock
 from sentibridge.inference.evaluation import plot_f1_vs_reference

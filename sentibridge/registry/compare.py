@@ -15,9 +15,9 @@ import pandas as pd
 
 from sentibridge.config import GateConfig
 from sentibridge.errors import SentibridgeError
-from sentibridge.registry.gate import (
-    Decision, Reference, gate_predictions, interval_percent, interval_text, noise_text,
-)
+from sentibridge.registry.decision import Decision, interval_percent, interval_text, noise_text
+from sentibridge.registry.gate import gate_predictions
+from sentibridge.registry.reference import Reference
 from sentibridge.tables import text_table
 
 

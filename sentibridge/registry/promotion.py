@@ -26,7 +26,7 @@ from sentibridge.registry.lock import PromotionLock
 from sentibridge.registry.registration import f1_from_tags
 
 if TYPE_CHECKING:  # the gate pulls in sklearn and matplotlib; `retrain` only reads aliases
-    from sentibridge.registry.gate import Decision
+    from sentibridge.registry.decision import Decision
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
