@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sentibridge.artifacts import DECISION
 from sentibridge.registry.rules import RULES, interval_text, noise_text, rule_text
 from sentibridge.statistics import EPS as _EPS
 from sentibridge.tables import text_table
@@ -140,10 +141,10 @@ class Decision:
         lines.append("| **mean** | " + " | ".join(f"**{cell}**" if cell else "" for cell in cells(self.mean)) + " |")
         if len(rows) < len(self.languages):
             lines += ["", f"_{len(rows)} of {len(self.languages)} languages shown (the largest drops); "
-                          "the run's `gate/decision.json` has them all._"]
+                          f"the run's `{DECISION}` has them all._"]
         lines += ["", "**Reasons**", ""] + [f"- {reason}" for reason in reasons]
         if len(reasons) < len(self.reasons):
-            lines.append(f"- _{len(self.reasons) - len(reasons)} more in the run's `gate/decision.json`_")
+            lines.append(f"- _{len(self.reasons) - len(reasons)} more in the run's `{DECISION}`_")
         return "\n".join(lines)
 
     def failing_languages(self) -> list[dict[str, Any]]:
