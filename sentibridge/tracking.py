@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 
 from sentibridge import artifacts
-from sentibridge.config import Settings, settings_to_flat_dict
+from sentibridge.config import Settings
 from sentibridge.provenance import git_commit, library_versions
 
 
@@ -148,3 +148,18 @@ def log_experiment(
         client.log_artifact(parent_id, str(path), "report")
     client.set_terminated(parent_id)
     return parent_id
+
+
+def settings_to_flat_dict(settings: Settings) -> dict[str, Any]:
+    """Dotted keys for MLflow params."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            flat[prefix.rstrip(".")] = node
+
+    walk(settings.model_dump(mode="json"), "")
+    return flat
