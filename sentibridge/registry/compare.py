@@ -16,9 +16,10 @@ import pandas as pd
 from sentibridge.artifacts import PREDICTIONS
 from sentibridge.config import GateConfig
 from sentibridge.errors import SentibridgeError
-from sentibridge.registry.decision import Decision, interval_percent, interval_text, noise_text
+from sentibridge.registry.decision import Decision, interval_percent
 from sentibridge.registry.gate import gate_predictions
 from sentibridge.registry.reference import Reference
+from sentibridge.registry.rules import interval_text, noise_text
 from sentibridge.tables import text_table
 
 

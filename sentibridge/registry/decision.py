@@ -13,11 +13,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sentibridge.artifacts import DECISION
-from sentibridge.registry.rules import RULES, interval_text, noise_text, rule_text
+from sentibridge.registry.rules import RULES, interval_text, rule_text
 from sentibridge.statistics import EPS as _EPS
 from sentibridge.tables import text_table
-
-__all__ = ["OUTCOMES", "Decision", "interval_percent", "interval_text", "noise_text", "summary_mean_text", "summary_table"]
 
 OUTCOMES = ("promoted", "rejected", "inconclusive")
 
