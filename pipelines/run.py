@@ -65,7 +65,7 @@ class TrainResult:
     metrics: dict[str, Any]
     #: ``registered_model``, ``model_version``, ``mlflow_run_id``, ``tracking_uri``.
     registration: dict[str, Any]
-    #: The gate's record (``registry.gate.Decision.to_dict``); ``promote`` says whether it won.
+    #: The gate's record (``registry.decision.Decision.to_dict``); ``promote`` says whether it won.
     decision: dict[str, Any]
     augmentation: dict[str, Any]
     train_summary: dict[str, Any]
@@ -76,6 +76,54 @@ class TrainResult:
     @property
     def promoted(self) -> bool:
         return bool(self.decision["promote"])
+
+    def text(self) -> str:
+        """What ``train`` prints: augmentation, scores per language, calibration, the version, the gate."""
+        from sentibridge.registry.decision import Decision
+        from sentibridge.tables import text_table
+
+        metrics, registration, summary = self.metrics, self.registration, self.train_summary
+        lines = []
+        added = {lang["language"]: lang["retrieved"] + lang["self_labelled"] for lang in self.augmentation["languages"]}
+        if any(added.values()):
+            lines.append("augmented: " + ", ".join(f"{lang} +{n}" for lang, n in added.items() if n))
+        rows = [[lang, v["support"], v["accuracy"], v["f1"]] for lang, v in metrics["per_language"].items()]
+        rows.append(["mean", sum(r[1] for r in rows), "", metrics["f1_macro_avg"]])
+        lines.append(text_table(["language", "support", "accuracy", "macro-F1"], rows))
+        calibration = metrics.get("calibration") or {}
+        if calibration.get("offsets"):
+            change = 100 * (metrics["f1_macro_avg"] - calibration["uncalibrated_f1_macro_avg"])
+            count = len(calibration["offsets"])
+            lines.append(f"calibrated {count} language{'s' if count != 1 else ''} on {calibration['val_rows']} val rows "
+                         f"({calibration['method']}): mean macro-F1 {change:+.1f} points against the raw scores")
+        lines.append(
+            f"trained {summary['steps']} steps ({summary['precision']}, {summary['tokens_per_s']:.0f} tokens/s); "
+            f"registered {registration['registered_model']} version {registration['model_version']}"
+        )
+        lines.append(Decision.from_dict(self.decision).text())
+        lines.append(f"pipeline run: {self.run_name}  mlflow run: {registration['mlflow_run_id']}  ({self.seconds:.0f} s)")
+        return "\n".join(lines)
+
+    def payload(self) -> dict[str, Any]:
+        """The ``train --json`` fields."""
+        metrics, registration = self.metrics, self.registration
+        return {
+            "ok": True,
+            "pipeline_run_id": self.run_id,
+            "mlflow_run_id": registration["mlflow_run_id"],
+            "tracking_uri": registration["tracking_uri"],
+            "registered_model": registration["registered_model"],
+            "model_version": registration["model_version"],
+            "per_language": metrics["per_language"],
+            "f1_macro_avg": metrics["f1_macro_avg"],
+            "promoted": self.promoted,
+            "decision": self.decision,
+            "train": self.train_summary,
+            "eval": {k: metrics.get(k) for k in ("eval_seconds", "eval_rows_per_s", "precision")},
+            "calibration": metrics.get("calibration"),
+            "augmentation": self.augmentation,
+            "seconds": round(self.seconds, 1),
+        }
 
 
 def validate(settings: Settings, prepared: bool = False, version: DataVersion | None = None) -> ValidateResult:

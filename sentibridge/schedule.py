@@ -14,6 +14,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -151,6 +152,17 @@ def cron_line(
         f"{MARKER_PREFIX}{cron_tag(workdir)}",
     ]
     return " ".join(parts)
+
+
+def retrain_command(config: str | None, overrides: Sequence[str]) -> list[str]:
+    """``sentibridge retrain --if-data-changed`` with this config file (an absolute path) and ``--set`` pairs,
+    run by this environment's ``sentibridge`` (cron has no virtual environment on its PATH)."""
+    command = [str(Path(sys.executable).with_name("sentibridge")), "retrain", "--if-data-changed"]
+    if config:
+        command += ["--config", str(Path(config).resolve())]
+    for pair in overrides:
+        command += ["--set", pair]
+    return command
 
 
 def _crontab(crontab_bin: str, hint: str) -> str:

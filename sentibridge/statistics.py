@@ -9,7 +9,8 @@ difference between two models:
   points. With several seeds per recipe it is measured (``t_interval`` over the per-seed
   differences); with one, the gate's configured ``seed_std`` stands in for it.
 
-``combined_interval`` adds the two, and ``holm`` corrects for testing every language at once.
+``combined_interval`` adds the two (``one_sided_interval`` is the gate's), ``drop_p_value`` tests a
+drop, and ``holm`` corrects for testing every language at once.
 """
 
 from __future__ import annotations
@@ -91,6 +92,18 @@ def holm(p_values: Mapping[str, float]) -> dict[str, float]:
         running = max(running, min(1.0, (len(ordered) - rank) * p_values[key]))
         adjusted[key] = running
     return adjusted
+
+
+def one_sided_interval(draws: np.ndarray, alpha: float) -> dict[str, float]:
+    """``ci_low``/``ci_high``: each a one-sided (1 - alpha) bound of resampled differences (so a mean
+    passes exactly when ``ci_low`` clears the gain it needs); ``p_better``: the share above 0."""
+    return {"ci_low": float(np.quantile(draws, alpha)), "ci_high": float(np.quantile(draws, 1 - alpha)),
+            "p_better": float(np.mean(draws > EPS))}
+
+
+def drop_p_value(draws: np.ndarray, max_drop: float) -> float:
+    """Bootstrap p-value of "the drop is at most ``max_drop``": the share of resamples that agree (+1 smoothed)."""
+    return float((1 + np.sum(draws >= -max_drop - EPS)) / (1 + len(draws)))
 
 
 def t_interval(values: Sequence[float], confidence: float = 0.95) -> dict[str, float | None]:

@@ -15,7 +15,8 @@ import mlflow
 import pandas as pd
 import yaml
 
-from sentibridge.config import Settings, settings_to_flat_dict
+from sentibridge import artifacts
+from sentibridge.config import Settings
 from sentibridge.provenance import git_commit, library_versions
 
 
@@ -36,16 +37,16 @@ def log_run_context(settings: Settings, data_report: dict[str, Any]) -> None:
         **{f"version.{name}": version for name, version in library_versions().items()},
     }
     mlflow.set_tags(tags)
-    mlflow.log_dict(settings.model_dump(mode="json"), "config/resolved_config.json")
-    mlflow.log_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), "config/resolved_config.yaml")
+    mlflow.log_dict(settings.model_dump(mode="json"), artifacts.RESOLVED_CONFIG_JSON)
+    mlflow.log_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), artifacts.RESOLVED_CONFIG_YAML)
     mlflow.log_dict(
-        {k: v for k, v in data_report.items() if k not in ("languages_in",)}, "data/data_report.json"
+        {k: v for k, v in data_report.items() if k not in ("languages_in",)}, artifacts.DATA_REPORT
     )
     for split in _SPLIT_CONTEXTS:
         log_dataset(data_report, split)
     issues = data_report.get("label_issues") or {}
     if issues.get("mode", "off") != "off":
-        mlflow.log_dict(issues, "data/label_issues.json")
+        mlflow.log_dict(issues, artifacts.LABEL_ISSUES)
         mlflow.log_metrics({"label_issues_flagged": issues["flagged"],
                             **{f"label_issues_flagged_{lang}": n for lang, n in issues["per_language"].items()}})
 
@@ -147,3 +148,18 @@ def log_experiment(
         client.log_artifact(parent_id, str(path), "report")
     client.set_terminated(parent_id)
     return parent_id
+
+
+def settings_to_flat_dict(settings: Settings) -> dict[str, Any]:
+    """Dotted keys for MLflow params."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            flat[prefix.rstrip(".")] = node
+
+    walk(settings.model_dump(mode="json"), "")
+    return flat

@@ -12,7 +12,7 @@ import torch
 from zenml import log_metadata, step
 from zenml.types import MarkdownString
 
-from sentibridge import tracking
+from sentibridge import artifacts, tracking
 from sentibridge.model.base import resolve_base_model
 from sentibridge.config import EvalConfig, ModelConfig, PrecisionSetting
 from sentibridge.augment.demonstrations import DemonstrationStore
@@ -75,7 +75,7 @@ def evaluate(
     logged = {**report.metrics, "f1_macro_avg_uncalibrated": raw_report.metrics["f1_macro_avg"]}
     tracking.log_metrics({f"{prefix}{k}": v for k, v in logged.items()})
     table = results_table(report, fmt="markdown")
-    tracking.log_json(report.table.to_dict(orient="records"), f"evaluation/{prefix}per_language.json")
+    tracking.log_json(report.table.to_dict(orient="records"), f"{artifacts.EVALUATION}/{prefix}{artifacts.PER_LANGUAGE}")
     metrics = {
         "f1_macro_avg": report.metrics["f1_macro_avg"],
         "accuracy_overall": report.metrics["accuracy_overall"],
@@ -110,10 +110,10 @@ def _log_files(report, predictions: pd.DataFrame, offsets: dict, eval_cfg: EvalC
     plots = scratch / "plots"
     plot_f1_by_language(report, plots)
     plot_confusion_matrices(report, plots)
-    tracking.log_files(plots, "plots")
-    stored = scratch / "evaluation"
+    tracking.log_files(plots, artifacts.PLOTS)
+    stored = scratch / artifacts.EVALUATION
     stored.mkdir()
-    predictions[["id", "language", "label", "pred"]].to_parquet(stored / "predictions.parquet", index=False)
+    predictions[["id", "language", "label", "pred"]].to_parquet(scratch / artifacts.PREDICTIONS, index=False)
     if offsets:
         save_offsets(stored, offsets, eval_cfg.calibration)
-    tracking.log_files(stored, "evaluation")
+    tracking.log_files(stored, artifacts.EVALUATION)

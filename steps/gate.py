@@ -15,12 +15,13 @@ from zenml.enums import ModelStages
 from zenml.types import MarkdownString
 
 from sentibridge.registry import promotion as registry
-from sentibridge import tracking
+from sentibridge import artifacts, tracking
 from sentibridge.model.base import resolve_base_model
 from sentibridge.config import EvalConfig, GateConfig, ModelConfig, RegistryConfig
-from sentibridge.registry.gate import (
-    ChampionRecord, Decision, Reference, choose_reference, gate_predictions, rule_with_member_noise,
-)
+from sentibridge.registry.compare import logged_predictions
+from sentibridge.registry.decision import Decision
+from sentibridge.registry.gate import gate_predictions, rule_with_member_noise
+from sentibridge.registry.reference import ChampionRecord, Reference, choose_reference
 from sentibridge.home import resolve_home
 from sentibridge.registry.lock import PromotionLock
 from sentibridge.inference.evaluation import plot_f1_vs_reference
@@ -42,12 +43,7 @@ def _reference(
     client, name: str, model_cfg: ModelConfig, eval_cfg: EvalConfig, rows: pd.DataFrame, data_version: str, test_set: str, champion
 ) -> Reference:
     def stored(record: ChampionRecord) -> pd.DataFrame | None:
-        run_id = client.get_model_version(name, record.version).run_id
-        try:
-            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation/predictions.parquet")
-        except Exception:  # noqa: BLE001 - an older version without stored predictions: score it again
-            return None
-        return pd.read_parquet(path)
+        return logged_predictions(client, name, record.version)  # None (an older version): score it again
 
     def evaluate_champion(record: ChampionRecord) -> pd.DataFrame:
         model = mlflow.pyfunc.load_model(f"models:/{name}/{record.version}").unwrap_python_model()
@@ -91,7 +87,7 @@ def _log_comparison_plot(decision: Decision, metrics: dict) -> None:
             Path(scratch),
             names=(f"candidate v{decision.candidate_version}", reference),
         )
-        tracking.log_files(Path(scratch), "gate")
+        tracking.log_files(Path(scratch), artifacts.GATE)
 
 
 @step(experiment_tracker=True, enable_cache=False)
@@ -117,7 +113,7 @@ def gate(
     if member_metrics:
         tracking.log_json({m.get("member", str(i)): {"f1_macro_avg": m["f1_macro_avg"],
                                                       **{lang: v["f1"] for lang, v in m["per_language"].items()}}
-                           for i, m in enumerate(member_metrics)}, "soup/member_f1.json")
+                           for i, m in enumerate(member_metrics)}, artifacts.SOUP_MEMBER_F1)
 
     def against(champion) -> Decision:
         reference = _reference(client, name, model_cfg, eval_cfg, rows, data_version, metrics["test_set"], champion)
@@ -133,7 +129,7 @@ def gate(
     )
     if decision.promote:
         get_step_context().model.set_stage(ModelStages.PRODUCTION, force=True)
-    tracking.log_json(decision.to_dict(), "gate/decision.json")
+    tracking.log_json(decision.to_dict(), artifacts.DECISION)
     _log_comparison_plot(decision, metrics)
     interval = {"gate_mean_ci_low": decision.mean["ci_low"], "gate_mean_ci_high": decision.mean["ci_high"]}
     tracking.log_metrics({"promoted": float(decision.promote), "gate_mean_delta": decision.mean["delta"]}

@@ -11,7 +11,7 @@ from typing import Annotated
 import torch
 from zenml import log_metadata, step
 
-from sentibridge import tracking
+from sentibridge import artifacts, tracking
 from sentibridge.model.base import resolve_base_model
 from sentibridge.config import LoraConfig, ModelConfig, RegistryConfig
 from sentibridge.augment.demonstrations import STORE_DIR
@@ -54,7 +54,7 @@ def register(
     }
     if "soup" in train_summary:  # one model averaged from several seeds: say which
         tags["soup_seeds"] = ",".join(str(seed) for seed in train_summary["soup"]["seeds"])
-        tracking.log_json(train_summary["soup"], "soup/members.json")
+        tracking.log_json(train_summary["soup"], artifacts.SOUP_MEMBERS)
     with tempfile.TemporaryDirectory(prefix="sentibridge-merge-") as scratch:
         merged = merge_adapter(
             base, lora_adapter, Path(scratch) / "merged", model_cfg, resolved_config=run_config, dtype=torch.bfloat16

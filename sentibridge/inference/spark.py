@@ -158,6 +158,18 @@ def predict_spark(spark: SparkSession, model_uri: str, input_path: str, output_p
     return _summary(spark, output_path, errors_shown)
 
 
+def predict_on(master: str | None, model_uri: str, input_path: str, output_path: str,
+               partitions: int | None = None) -> PredictSummary:
+    """``predict_spark`` in a session of its own on ``master`` (default ``DEFAULT_MASTER``), stopped after;
+    the paths are checked before Spark starts."""
+    check_paths(input_path, output_path)
+    session = spark_session(master or DEFAULT_MASTER)
+    try:
+        return predict_spark(session, model_uri, input_path, output_path, partitions)
+    finally:
+        session.stop()
+
+
 def check_paths(input_path: str, output_path: str) -> None:
     """The mistakes found before Spark starts: an input Spark cannot read, an output that exists.
 

@@ -1,7 +1,7 @@
 """Two registered versions side by side per language, on the same test rows, with intervals.
 
-Each version's run keeps its test predictions (``evaluation/predictions.parquet``, written by
-the evaluate step); two versions are compared on the rows both scored (same id and label),
+Each version's run keeps its test predictions (``artifacts.PREDICTIONS``, written by the
+evaluate step); two versions are compared on the rows both scored (same id and label),
 with the gate's paired bootstrap, so ``compare A B`` shows what the gate would see.
 """
 
@@ -13,11 +13,13 @@ from typing import Any
 import mlflow
 import pandas as pd
 
+from sentibridge.artifacts import PREDICTIONS
 from sentibridge.config import GateConfig
 from sentibridge.errors import SentibridgeError
-from sentibridge.registry.gate import (
-    Decision, Reference, gate_predictions, interval_percent, interval_text, noise_text,
-)
+from sentibridge.registry.decision import Decision, interval_percent
+from sentibridge.registry.gate import gate_predictions
+from sentibridge.registry.reference import Reference
+from sentibridge.registry.rules import interval_text, noise_text
 from sentibridge.tables import text_table
 
 
@@ -77,14 +79,22 @@ def compare_predictions(a: pd.DataFrame, b: pd.DataFrame, rule: GateConfig, a_ve
     return Comparison(a_version, b_version, len(b_rows), left_out, decision)
 
 
-def stored_predictions(client: mlflow.MlflowClient, name: str, version: str) -> pd.DataFrame:
-    """The test predictions the version's run logged; a clear error when it has none."""
+def logged_predictions(client: mlflow.MlflowClient, name: str, version: str) -> pd.DataFrame | None:
+    """The test predictions the version's run logged; None when it has none (an older version)."""
     run_id = client.get_model_version(name, version).run_id
     try:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="evaluation/predictions.parquet")
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=PREDICTIONS)
     except Exception:  # noqa: BLE001 - MLflow raises several types for a missing artifact
-        raise SentibridgeError(f"{name} v{version} has no stored test predictions (evaluation/predictions.parquet)") from None
+        return None
     return pd.read_parquet(path)
+
+
+def stored_predictions(client: mlflow.MlflowClient, name: str, version: str) -> pd.DataFrame:
+    """The test predictions the version's run logged; a clear error when it has none."""
+    predictions = logged_predictions(client, name, version)
+    if predictions is None:
+        raise SentibridgeError(f"{name} v{version} has no stored test predictions ({PREDICTIONS})")
+    return predictions
 
 
 def compare_versions(client: mlflow.MlflowClient, name: str, a: str, b: str, rule: GateConfig) -> Comparison:

@@ -27,12 +27,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sentibridge.errors import ConfigError, SentibridgeError
-
-if TYPE_CHECKING:
-    from sentibridge.config import RegistryConfig
+from sentibridge.config import RegistryConfig
+from sentibridge.errors import SentibridgeError
+from sentibridge.registry.lock_url import check_lock_url, shown_url
 
 #: Seconds between two attempts on a database lock (each attempt returns at once).
 _POLL_S = 0.2
@@ -84,27 +83,6 @@ def _file_lock(folder: Path, name: str, timeout_s: float) -> Iterator[None]:
         lock.release()
 
 
-def shown_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def check_lock_url(url: str) -> str:
-    """``url`` if SQLAlchemy can parse it and it names a backend with a lock here, else ``ConfigError``."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        backend = make_url(url).get_backend_name()
-    except ArgumentError:
-        raise ConfigError(f"registry.lock_url: not a SQLAlchemy URL: {url!r}") from None
-    if backend not in _BACKENDS:
-        raise ConfigError(f"registry.lock_url: no lock for '{backend}' (use one of: {', '.join(sorted(_BACKENDS))})")
-    return url
-
-
 def _key(name: str) -> tuple[int, str]:
     """A signed 64-bit key (Postgres) and a name of at most 64 characters (MySQL) for ``name``."""
     digest = hashlib.sha256(name.encode("utf-8")).digest()
@@ -151,7 +129,8 @@ def _mysql_release(connection: Any, name: str) -> None:
     connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": _key(name)[1]})
 
 
-#: backend -> (try to take the lock without waiting, release it), on a SQLAlchemy connection.
+#: backend -> (try to take the lock without waiting, release it), on a SQLAlchemy connection;
+#: one for each of ``lock_url.LOCK_BACKENDS``.
 _BACKENDS = {
     "sqlite": (_sqlite_try, _sqlite_release),
     "postgresql": (_postgres_try, _postgres_release),

@@ -26,7 +26,7 @@ from sentibridge.registry.lock import PromotionLock
 from sentibridge.registry.registration import f1_from_tags
 
 if TYPE_CHECKING:  # the gate pulls in sklearn and matplotlib; `retrain` only reads aliases
-    from sentibridge.registry.gate import Decision
+    from sentibridge.registry.decision import Decision
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -160,6 +160,17 @@ def require_version(mlflow_client: mlflow.MlflowClient, name: str, version: str)
         raise SentibridgeError(f"'{name}' has no version {version}") from None
 
 
+def resolve_version(mlflow_client: mlflow.MlflowClient, name: str, model: str) -> str:
+    """The version ``model`` names (``predict --model``): the champion's for ``champion``, else a version that exists."""
+    if model == CHAMPION:
+        champion = alias_version(mlflow_client, name, CHAMPION)
+        if champion is None:
+            raise SentibridgeError(f"{name} has no champion yet: train one, or pass --model VERSION")
+        return str(champion.version)
+    require_version(mlflow_client, name, str(model))
+    return str(model)
+
+
 #: MLflow's SQL stores keep at most this many characters of a version's description.
 DESCRIPTION_MAX_CHARS = 5000
 #: The gate's table leaves room for the notes of later manual promotions and rollbacks.
@@ -221,6 +232,24 @@ def list_versions(mlflow_client: mlflow.MlflowClient, name: str) -> list[dict[st
             }
         )
     return rows
+
+
+def versions_text(versions: list[dict[str, Any]]) -> str:
+    """``list_versions`` as a table, then the per-language gate of the newest version that has one."""
+    from sentibridge.registry.decision import summary_mean_text, summary_table
+    from sentibridge.tables import text_table
+
+    rows = [
+        [v["version"], ",".join(v["aliases"]), v["f1_macro_avg"], v["gate"] or "", summary_mean_text(v.get("gate_detail")),
+         (v["data_version"] or "")[:12], v["created"]]
+        for v in versions
+    ]
+    lines = [text_table(["version", "aliases", "mean F1", "gate", "gate delta [interval]", "data", "created"], rows)]
+    gated = next((v for v in versions if v.get("gate_detail")), None)
+    if gated is not None:
+        lines.append(f"\ngate of v{gated['version']} ({gated['gate']}), per language in F1 points; --json has every version's:")
+        lines.append(summary_table(gated["gate_detail"]))
+    return "\n".join(lines)
 
 
 def _gate_detail(tags: dict[str, str]) -> dict[str, Any] | None:

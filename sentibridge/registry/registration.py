@@ -15,6 +15,8 @@ from pathlib import Path
 
 import mlflow
 
+from sentibridge.artifacts import DECISION
+
 #: What a served model needs besides the bundled sentibridge code.
 SERVING_PACKAGES = ("torch", "transformers", "peft", "accelerate", "safetensors", "pandas", "numpy", "pydantic", "pyyaml", "tqdm", "mlflow")
 
@@ -60,7 +62,7 @@ def model_description(name: str) -> str:
         "(`data_version`, the DVC md5). The gate then compares it with the current champion (or, "
         "before there is one, the base model zero-shot) on the same test rows, by the rule in the "
         "`gate.*` config; each version's description shows its decision as a per-language table "
-        "with the reasons, and the run keeps the full record as `gate/decision.json`.",
+        f"with the reasons, and the run keeps the full record as `{DECISION}`.",
         "",
         "**Aliases.**",
         "",

@@ -14,7 +14,7 @@ import pytest
 from pipelines import run
 from sentibridge import cli
 from sentibridge.errors import DataError, StepFailed
-from sentibridge.registry.gate import Decision
+from sentibridge.registry.decision import Decision
 from tests.conftest import SAMPLE
 
 TRAIN_FIELDS = {

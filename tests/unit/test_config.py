@@ -10,9 +10,9 @@ from sentibridge.config import (
     Settings,
     load_settings,
     parse_overrides,
-    settings_to_flat_dict,
 )
 from sentibridge.errors import ConfigError
+from sentibridge.tracking import settings_to_flat_dict
 
 
 def write(tmp_path, text: str, name: str = "cfg.yaml"):

@@ -12,17 +12,10 @@ from hypothesis import strategies as st
 from sentibridge.config import GateConfig
 from sentibridge.errors import SentibridgeError
 from sentibridge.registry.compare import compare_predictions
-from sentibridge.registry.gate import (
-    ChampionRecord,
-    Decision,
-    Reference,
-    choose_reference,
-    decide,
-    fingerprint_rows,
-    gate_predictions,
-    rows_needed,
-    seed_noise,
-)
+from sentibridge.registry.decision import Decision
+from sentibridge.registry.gate import decide, fingerprint_rows, gate_predictions, seed_noise
+from sentibridge.registry.reference import ChampionRecord, Reference, choose_reference
+from sentibridge.registry.rules import rows_needed
 from sentibridge.statistics import bootstrap_deltas, holm, macro_f1_rows, paired_bootstrap
 
 LANGS = ["ar", "de", "en", "hi"]

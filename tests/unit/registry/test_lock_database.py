@@ -101,6 +101,16 @@ def test_lock_url_is_checked_with_the_config(url: str, message: str) -> None:
         load_settings(overrides=[f"registry.lock_url={url}"])
 
 
+def test_every_checked_backend_has_a_lock_and_the_config_does_not_import_the_lock() -> None:
+    from sentibridge.registry import lock
+    from sentibridge.registry.lock_url import LOCK_BACKENDS
+
+    assert set(lock._BACKENDS) == set(LOCK_BACKENDS)
+    # config -> lock -> config was a cycle; now the lock reads the config and nothing reads back.
+    code = "import sys, sentibridge.config; assert 'sentibridge.registry.lock' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])})
+
+
 def test_the_lock_follows_the_config(tmp_path: Path) -> None:
     default = load_settings()
     assert PromotionLock.of(default.registry, tmp_path) == PromotionLock(tmp_path / "locks", 600.0)

@@ -137,6 +137,19 @@ def test_list_versions_newest_first(mlflow_db):
     assert tags["f1_en"] == "0.8000" and tags["f1_hi"] == "0.6000" and "per_language_f1" not in tags
 
 
+def test_predict_model_names_the_champion_or_an_existing_version(mlflow_db):
+    _, client, root = mlflow_db
+    name = "serving"
+    _versions(client, root, name, [{"en": 0.5}, {"en": 0.6}])
+    with pytest.raises(SentibridgeError, match="serving has no champion yet: train one, or pass --model VERSION"):
+        registry.resolve_version(client, name, "champion")
+    client.set_registered_model_alias(name, "champion", "2")
+    assert registry.resolve_version(client, name, "champion") == "2"
+    assert registry.resolve_version(client, name, "1") == "1"
+    with pytest.raises(SentibridgeError, match="has no version 7"):
+        registry.resolve_version(client, name, "7")
+
+
 def test_list_versions_reads_the_json_blob_of_older_versions(mlflow_db):
     _, client, root = mlflow_db
     name = "older"
