@@ -8,7 +8,7 @@ opens with a line that names its result files:
     | language | ours | ...
     <!-- END GENERATED umsab_full -->
 
-``python bench/docs_tables.py`` (``make docs``) renders every block from the result files that
+``python -m bench.docs_tables`` (``make docs``) renders every block from the result files that
 block declares in ``BLOCKS`` and rewrites the pages whose text changed; ``--check`` writes
 nothing and exits 1 when a page is stale. In: the JSON files under ``bench/results/`` as they are
 (a grid still running leaves a partial report, and its block says so). Out: the ``.md`` files

@@ -1,0 +1,12 @@
+"""The benchmarks: each module is one benchmark, run from the repository root as ``python -m bench.<name>``.
+
+``bench.common`` holds what they share; ``bench.docs_tables`` turns their result files
+(``bench/results/*.json``) into the numbers of the docs.
+"""
+
+import os
+
+# Before any benchmark imports transformers or great_expectations: both read these at import time,
+# and a benchmark must neither reach the Hub nor send analytics.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
