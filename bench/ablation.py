@@ -48,7 +48,6 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-
 import pandas as pd
 from scipy import stats
 

@@ -35,7 +35,6 @@ import statistics
 from collections.abc import Mapping
 from pathlib import Path
 
-
 import numpy as np
 import pandas as pd
 

@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 import numpy as np
 import torch
 from sklearn.metrics import f1_score

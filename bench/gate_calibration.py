@@ -38,7 +38,6 @@ import sys
 import time
 from pathlib import Path
 
-
 import pandas as pd
 
 from sentibridge.statistics import pooled_seed_spread as seed_spread

@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 import torch
 
 from bench.common import write_result

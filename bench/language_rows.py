@@ -26,7 +26,6 @@ import json
 import statistics
 from pathlib import Path
 
-
 import pandas as pd
 
 from bench.common import REPO, UMSAB, machine, run_cli, write_result

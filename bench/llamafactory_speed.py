@@ -37,7 +37,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 import pandas as pd
 import torch
 import yaml

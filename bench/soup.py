@@ -33,7 +33,6 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-
 import numpy as np
 import pandas as pd
 

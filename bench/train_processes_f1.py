@@ -26,7 +26,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-
 from bench.common import REPO, cpu_has_bf16, cpu_model, run_cli
 
 CONFIG = REPO / "configs" / "default.yaml"

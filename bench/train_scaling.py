@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 import torch
 from sklearn.metrics import f1_score
 

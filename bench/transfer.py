@@ -29,7 +29,6 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-
 import pandas as pd
 
 from bench.common import REPO, UMSAB, cpu_has_bf16, cpu_model, mean, run_cli, write_result
