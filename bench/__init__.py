@@ -6,7 +6,8 @@
 
 import os
 
-# Before any benchmark imports transformers or great_expectations: both read these at import time,
-# and a benchmark must neither reach the Hub nor send analytics.
+# Before any benchmark imports transformers, great_expectations or zenml: they read these at import
+# time, and a benchmark must neither reach the Hub nor send analytics.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.common import REPO, UMSAB, machine, write_result
+from bench.common import REPO, UMSAB, cli_env, machine, write_result
 from sentibridge.statistics import bootstrap_deltas, macro_f1, t_interval
 
 CONFIG = "configs/umsab_cpu.yaml"
@@ -61,10 +60,7 @@ def worktree(rev: str, work: Path, name: str) -> tuple[Path, str]:
 
 def train_once(source: Path, home: Path, seed: int) -> dict:
     """``sentibridge train --json`` from ``source``'s own code (``python -m`` puts it first on sys.path)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "ZENML_"))}
-    env.pop("SENTIBRIDGE_STACK", None)
-    env.update(SENTIBRIDGE_HOME=str(home), ZENML_ANALYTICS_OPT_IN="false", HF_HUB_OFFLINE="1", PYTHONPATH=str(source))
-    env.setdefault("SENTIBRIDGE_MODEL_CACHE", str(REPO / ".sentibridge" / "models"))
+    env = {**cli_env(home), "PYTHONPATH": str(source)}
     cmd = [sys.executable, "-m", "sentibridge.cli", "train", "--config", CONFIG, "--json",
            "--set", f"data.path={UMSAB}", "--set", f"train.seed={seed}"]  # fmt: skip
     print(f"$ (cd {source}) {' '.join(cmd)}", flush=True)

@@ -20,15 +20,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
 
 RESULT = Path(__file__).parent / "results" / "predict_memory.json"
 LANGUAGES = ("en", "fr", "de", "es", "ar", "")
@@ -115,8 +112,8 @@ def main() -> None:
             write_input(input_path, rows)
             for mode in args.modes:
                 output_path = Path(tmp) / f"out_{rows}_{mode}{args.suffix}"
-                done = subprocess.run([sys.executable, __file__, "--child", mode, str(input_path), str(output_path)],
-                                      check=True, capture_output=True, text=True)
+                child_cmd = [sys.executable, "-m", "bench.predict_memory", "--child", mode, str(input_path), str(output_path)]
+                done = subprocess.run(child_cmd, check=True, capture_output=True, text=True)
                 run = json.loads(done.stdout.strip().splitlines()[-1])
                 run.update(mode=mode, rows=rows, input_mib=round(input_path.stat().st_size / 2**20, 1),
                            output_mib=round(output_path.stat().st_size / 2**20, 1))

@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
-
-os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
 
 from bench.common import REPO, cpu_has_bf16, cpu_model
 from sentibridge.experiment.driver import run_experiment
