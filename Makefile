@@ -38,7 +38,7 @@ test-fast: install
 
 ## The docs: regenerate the benchmark tables from bench/results/*.json, then build the site into site/.
 docs: install
-	$(PY) bench/docs_tables.py
+	$(PY) -m bench.docs_tables
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean:

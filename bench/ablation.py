@@ -25,10 +25,10 @@ gives the smallest effect the design detects with 80% power (``detectable_effect
 Every (variant, seed) run is saved under ``--work`` as it finishes; rerunning the same command
 skips those, so an interrupted bench resumes.
 
-    python bench/ablation.py                     # 5 variants x 3 seeds: about 3 hours on 2 cores
-    python bench/ablation.py --seeds 42 7 123 5  # more seeds, more power
-    python bench/ablation.py --quick             # 80 train / 80 test rows per language, 2 seeds
-    python bench/ablation.py --report --out x.json  # summarise the runs saved so far, train nothing
+    python -m bench.ablation                     # 5 variants x 3 seeds: about 3 hours on 2 cores
+    python -m bench.ablation --seeds 42 7 123 5  # more seeds, more power
+    python -m bench.ablation --quick             # 80 train / 80 test rows per language, 2 seeds
+    python -m bench.ablation --report --out x.json  # summarise the runs saved so far, train nothing
 
 Writes ``bench/results/ablation.json`` (``ablation_quick.json``). Exits 0 without writing
 anything when UMSAB is absent.
@@ -48,27 +48,21 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import pandas as pd
+from scipy import stats
 
-import pandas as pd  # noqa: E402
-from scipy import stats  # noqa: E402
-
-from bench_data import write_result  # noqa: E402
-from sentibridge.augment.embedding import embed_texts, load_embedder  # noqa: E402
-from sentibridge.augment.retrieval import build_index  # noqa: E402
-from sentibridge.config import (  # noqa: E402
+from bench.common import REPO, UMSAB, machine, mean, merged_weights, run_cli, write_result
+from sentibridge.augment.embedding import embed_texts, load_embedder
+from sentibridge.augment.retrieval import build_index
+from sentibridge.config import (
     EMBEDDED_EMBEDDER,
     EMBEDDED_MULTILINGUAL_EMBEDDER,
     Settings,
     load_settings,
 )
-from sentibridge.data.ingest import read_dataset  # noqa: E402
-from sentibridge.data.split import split_rows, subsample_per_language  # noqa: E402
-from umsab import machine, mean, merged_weights, run_cli  # noqa: E402
+from sentibridge.data.ingest import read_dataset
+from sentibridge.data.split import split_rows, subsample_per_language
 
-UMSAB = REPO.parent / "shared" / "data" / "umsab"
 LOW = ("hi", "ar")
 LOW_FRACTION = 0.05
 CONFIG = REPO / "configs" / "umsab_cpu.yaml"

@@ -11,15 +11,15 @@ log-probability, fitted on that language's val rows (never test), and predicts t
 
 For each training seed, ``configs/umsab_cpu.yaml`` is trained through the real CLI (300 train
 rows per language), the registered model scores the pipeline's val and test rows, and each
-method's test F1 is compared with the uncalibrated one on the same rows: a paired bootstrap over
-test rows per seed, and a t interval over seeds for the mean change (the seed is what varies
-between retrainings). The uncalibrated F1 must equal the CLI's own evaluation (``rows_match_cli``).
+method's test F1 is compared with the uncalibrated one on the same rows: the gate's paired
+bootstrap over test rows per seed, and a t interval over seeds for the mean change (the seed is
+what varies between retrainings); both from ``sentibridge.statistics``. The uncalibrated F1 must equal the CLI's own evaluation (``rows_match_cli``).
 
-    python bench/calibration.py                  # seeds 42 7 123: about 30 minutes per seed on 2 cores
-    python bench/calibration.py --seeds 42 7
-    python bench/calibration.py --report         # summarise the seeds scored so far
-    python bench/calibration.py --seeds 123 5 --keep  # add seeds to those already in the result file
-    python bench/calibration.py --config configs/umsab_full.yaml --seeds 42 \
+    python -m bench.calibration                  # seeds 42 7 123: about 30 minutes per seed on 2 cores
+    python -m bench.calibration --seeds 42 7
+    python -m bench.calibration --report         # summarise the seeds scored so far
+    python -m bench.calibration --seeds 123 5 --keep  # add seeds to those already in the result file
+    python -m bench.calibration --config configs/umsab_full.yaml --seeds 42 \
         --work .sentibridge/calibration_full --out bench/results/calibration_full.json  # about 100 min with native bf16
 
 Each seed's scores are saved under ``--work`` as Parquet when they are ready, so an interrupted
@@ -31,31 +31,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import numpy as np
+import pandas as pd
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy import stats  # noqa: E402
+from bench.common import REPO, UMSAB, machine, merged_weights, run_cli, write_result
+from sentibridge.config import Settings, load_settings
+from sentibridge.data.ingest import read_dataset
+from sentibridge.data.split import split_rows
+from sentibridge.data.validation import validate_rows
+from sentibridge.inference import label_calibration
+from sentibridge.inference.predict import load_scorer
+from sentibridge.labels import SCORE_COLUMNS
+from sentibridge.statistics import bootstrap_deltas, macro_f1, t_interval
 
-from bench_data import write_result  # noqa: E402
-from sentibridge.config import Settings, load_settings  # noqa: E402
-from sentibridge.data.ingest import read_dataset  # noqa: E402
-from sentibridge.data.split import split_rows  # noqa: E402
-from sentibridge.data.validation import validate_rows  # noqa: E402
-from sentibridge.inference import label_calibration  # noqa: E402
-from sentibridge.inference.predict import load_scorer  # noqa: E402
-from sentibridge.labels import SCORE_COLUMNS  # noqa: E402
-from umsab import machine, merged_weights, run_cli  # noqa: E402
-
-UMSAB = REPO.parent / "shared" / "data" / "umsab"
 CONFIG = REPO / "configs" / "umsab_cpu.yaml"
 METHODS = ("prior", "f1")
 GRID = np.round(np.arange(-4.0, 4.0001, 0.1), 1)
@@ -65,16 +57,6 @@ CONFIDENCE = 0.95
 
 def _log_probs(scores: pd.DataFrame) -> np.ndarray:
     return np.log(np.clip(scores[SCORE_COLUMNS].to_numpy(dtype=np.float64), 1e-30, None))
-
-
-def _macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
-    """sklearn's ``f1_score(average="macro")`` (labels present in either side), from one bincount:
-    the grid search and the bootstrap call it tens of thousands of times."""
-    confusion = np.bincount(3 * y + pred, minlength=9).reshape(3, 3)
-    tp = np.diag(confusion)
-    present = (confusion.sum(axis=0) + confusion.sum(axis=1)) > 0
-    f1 = 2 * tp[present] / (confusion.sum(axis=0)[present] + confusion.sum(axis=1)[present])
-    return float(f1.mean())
 
 
 def prior_offsets(log_probs: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -88,7 +70,7 @@ def f1_offsets(log_probs: np.ndarray, y: np.ndarray) -> np.ndarray:
     for b1 in GRID:
         for b2 in GRID:
             offsets = np.array([0.0, b1, b2])
-            key = (round(_macro_f1(y, np.argmax(log_probs + offsets, axis=1)), 12), -float(np.abs(offsets).sum()))
+            key = (round(macro_f1(y, np.argmax(log_probs + offsets, axis=1)), 12), -float(np.abs(offsets).sum()))
             if key > best_key:
                 best, best_key = offsets, key
     return best
@@ -112,23 +94,21 @@ def calibrated_predictions(val: pd.DataFrame, test: pd.DataFrame, method: str) -
 def per_language_f1(test: pd.DataFrame, pred: np.ndarray) -> dict[str, float]:
     y = test["label"].to_numpy(dtype=int)
     return {
-        str(language): _macro_f1(y[index], pred[index])
+        str(language): macro_f1(y[index], pred[index])
         for language, index in test.groupby("language", sort=True).indices.items()
     }
 
 
-def paired_bootstrap(test: pd.DataFrame, base: np.ndarray, other: np.ndarray, seed: int = 0) -> dict[str, float]:
-    """Mean-over-languages macro-F1 change (points) with a 95% interval, test rows resampled within language."""
-    rng = np.random.default_rng(seed)
+def mean_change(test: pd.DataFrame, base: np.ndarray, other: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """Mean-over-languages macro-F1 change ``other - base`` (points) with a 95% interval.
+
+    The interval is the gate's: each language's test rows resampled on their own
+    (``bootstrap_deltas``), the languages' resampled changes averaged.
+    """
     y = test["label"].to_numpy(dtype=int)
-    groups = list(test.groupby("language", sort=True).indices.values())
-    deltas = np.empty(BOOTSTRAP)
-    for b in range(BOOTSTRAP):
-        change = 0.0
-        for index in groups:
-            pick = rng.choice(index, size=len(index), replace=True)
-            change += _macro_f1(y[pick], other[pick]) - _macro_f1(y[pick], base[pick])
-        deltas[b] = 100 * change / len(groups)
+    per_language = {str(language): (y[index], other[index], base[index])
+                    for language, index in test.groupby("language", sort=True).indices.items()}
+    deltas = np.mean(list(bootstrap_deltas(per_language, BOOTSTRAP, seed).values()), axis=0)
     point = 100 * (statistics.fmean(per_language_f1(test, other).values()) - statistics.fmean(per_language_f1(test, base).values()))
     low, high = np.quantile(deltas, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
     return {"delta": point, "ci_low": float(low), "ci_high": float(high)}
@@ -142,7 +122,7 @@ def seed_result(val: pd.DataFrame, test: pd.DataFrame) -> dict:
         pred, offsets = calibrated_predictions(val, test, method)
         out["f1"][method] = per_language_f1(test, pred)
         out["offsets"][method] = offsets
-        out["vs_none_points"][method] = paired_bootstrap(test, base, pred)
+        out["vs_none_points"][method] = mean_change(test, base, pred)
     return out
 
 
@@ -157,9 +137,9 @@ def over_seeds(seeds: Mapping[int, Mapping]) -> dict:
                         for lang in languages}
         row = {"mean_change_points": statistics.fmean(changes), "per_language_change_points": per_language,
                "seed_changes_points": changes}
-        if len(changes) > 1:
-            half = stats.t.ppf((1 + CONFIDENCE) / 2, len(changes) - 1) * statistics.stdev(changes) / len(changes) ** 0.5
-            row.update(ci_low=row["mean_change_points"] - half, ci_high=row["mean_change_points"] + half)
+        interval = t_interval(changes, CONFIDENCE)
+        if interval["low"] is not None:
+            row.update(ci_low=interval["low"], ci_high=interval["high"])
         summary[method] = row
     summary["none_mean_f1"] = statistics.fmean(statistics.fmean(r["f1"]["none"].values()) for r in seeds.values())
     return summary

@@ -1,5 +1,5 @@
 """A project home whose champion is the real Gemma-3-270M, for the serving benchmarks
-(``spark_predict.py``, ``serve_load.py``).
+(``bench.spark_predict``, ``bench.serve_load``).
 
 Serving cost does not depend on how long the model was trained, so the champion is the default
 config's 3-step smoke run, promoted by hand (the gate rightly keeps a 3-step model a challenger).
@@ -8,13 +8,12 @@ The home is reused when it already has a champion.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 from contextlib import closing
 from pathlib import Path
 
-from umsab import REPO, cli_command, run_cli
+from bench.common import REPO, cli_command, cli_env, run_cli
 
 DEFAULT_HOME = Path("/tmp/sentibridge-bench/serving-champion")
 MODEL_NAME = "sentibridge-sentiment"
@@ -48,13 +47,3 @@ def champion_home(home: Path = DEFAULT_HOME) -> tuple[Path, str]:
 
 def tracking_uri(home: Path) -> str:
     return f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
-
-
-def cli_env(home: Path) -> dict[str, str]:
-    """The environment of a ``sentibridge`` command in ``home``, as ``umsab.run_cli`` sets it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "ZENML_"))}
-    env.pop("SENTIBRIDGE_STACK", None)
-    env.update(ZENML_ANALYTICS_OPT_IN="false", HF_HUB_OFFLINE="1")
-    env.setdefault("SENTIBRIDGE_MODEL_CACHE", str(REPO / ".sentibridge" / "models"))
-    env["SENTIBRIDGE_HOME"] = str(home)
-    return env

@@ -8,7 +8,7 @@ opens with a line that names its result files:
     | language | ours | ...
     <!-- END GENERATED umsab_full -->
 
-``python bench/docs_tables.py`` (``make docs``) renders every block from the result files that
+``python -m bench.docs_tables`` (``make docs``) renders every block from the result files that
 block declares in ``BLOCKS`` and rewrites the pages whose text changed; ``--check`` writes
 nothing and exits 1 when a page is stale. In: the JSON files under ``bench/results/`` as they are
 (a grid still running leaves a partial report, and its block says so). Out: the ``.md`` files
@@ -1111,12 +1111,12 @@ def _gap_rows(files: Sequence[tuple[str, Mapping[str, Any]]], variants: Sequence
     return rows
 
 
-@block("ablation_single_seed.json", "ablation_multilingual-e5-small.json", "ablation_b_retrieval_seed7.json",
-       "ablation_d_retrieval_demos.json")
+@block("archive/ablation_single_seed.json", "archive/ablation_multilingual-e5-small.json", "archive/ablation_b_retrieval_seed7.json",
+       "archive/ablation_d_retrieval_demos.json")
 def ablation_history(r: Results) -> str:
     """The earlier single-seed runs of the ablation, each file a column group."""
-    single, e5 = r("ablation_single_seed.json"), r("ablation_multilingual-e5-small.json")
-    seed7, demos = r("ablation_b_retrieval_seed7.json"), r("ablation_d_retrieval_demos.json")
+    single, e5 = r("archive/ablation_single_seed.json"), r("archive/ablation_multilingual-e5-small.json")
+    seed7, demos = r("archive/ablation_b_retrieval_seed7.json"), r("archive/ablation_d_retrieval_demos.json")
     low = single["low_resource"]
     columns = [("MiniLM, seed 42", single, "a_none"), ("MiniLM, seed 42", single, "b_retrieval"), ("MiniLM, seed 42", single, "c_retrieval_self"),
                ("e5, seed 42", e5, "b_retrieval"), ("e5, seed 42", e5, "c_retrieval_self"),
@@ -1136,12 +1136,12 @@ def ablation_history(r: Results) -> str:
             "Macro-F1 × 100, one training run per column:\n\n" + table(header, rows, "l" + "r" * len(columns)))
 
 
-@block("ablation_single_seed.json", "ablation_multilingual-e5-small.json", "ablation_b_retrieval_seed7.json",
-       "ablation_d_retrieval_demos.json")
+@block("archive/ablation_single_seed.json", "archive/ablation_multilingual-e5-small.json", "archive/ablation_b_retrieval_seed7.json",
+       "archive/ablation_d_retrieval_demos.json")
 def ablation_history_findings(r: Results) -> str:
     """The single-seed findings, as numbers from those files."""
-    single, e5 = r("ablation_single_seed.json"), r("ablation_multilingual-e5-small.json")
-    seed7, demos = r("ablation_b_retrieval_seed7.json"), r("ablation_d_retrieval_demos.json")
+    single, e5 = r("archive/ablation_single_seed.json"), r("archive/ablation_multilingual-e5-small.json")
+    seed7, demos = r("archive/ablation_b_retrieval_seed7.json"), r("archive/ablation_d_retrieval_demos.json")
     a42, a7 = single["per_language"]["a_none"], seed7["per_language"]["a_none"]
     moves = {c: abs(a7[c] - a42[c]) for c in a42}
     far = max(moves, key=moves.get)

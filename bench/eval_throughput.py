@@ -11,32 +11,29 @@ generation often answers with something other than a label); ``--train-steps N``
 fine-tunes a LoRA adapter for N steps on other rows with ``sentibridge.model.training``. A second
 scoring pass in fp32 shows whether bf16 changes F1.
 
-    python bench/eval_throughput.py --quick
+    python -m bench.eval_throughput --quick
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from sklearn.metrics import f1_score  # noqa: E402
-
-from bench_data import load_rows, real_model_path, write_result  # noqa: E402
-from sentibridge.model.base import load_causal_lm, load_tokenizer  # noqa: E402
-from sentibridge.config import LoraConfig, ModelConfig, TrainConfig  # noqa: E402
-from sentibridge.model.instructions import LABEL_WORDS, SERVING_TEMPLATE, build_records, format_prompt  # noqa: E402
-from sentibridge.model.precision import autocast, base_dtype, default_device, resolve_precision  # noqa: E402
-from sentibridge.inference.scoring import score_records  # noqa: E402
+from bench.common import load_rows, real_model_path, write_result
+from sentibridge.model.base import load_causal_lm, load_tokenizer
+from sentibridge.config import LoraConfig, ModelConfig, TrainConfig
+from sentibridge.model.instructions import LABEL_WORDS, SERVING_TEMPLATE, build_records, format_prompt
+from sentibridge.model.precision import autocast, base_dtype, default_device, resolve_precision
+from sentibridge.inference.scoring import score_records
 from sentibridge.model.merge import merge_adapter
-from sentibridge.model.training import TrainJob, train_lora  # noqa: E402
+from sentibridge.model.training import TrainJob, train_lora
 
 _WORD = re.compile("|".join(LABEL_WORDS))
 

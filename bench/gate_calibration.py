@@ -15,11 +15,11 @@ All runs share one ``SENTIBRIDGE_HOME`` under ``--work``: the data steps are cac
 gate inside the pipeline finds a champion's stored predictions instead of scoring the base
 model each time (training is keyed by ``train.seed``, so nothing is reused across seeds).
 
-    python bench/gate_calibration.py            # 4 languages, 200 vs 400 train rows, 300 test rows
+    python -m bench.gate_calibration            # 4 languages, 200 vs 400 train rows, 300 test rows
                                                 # per language, K=3 (6 runs): about an hour on 2 free
                                                 # cores (measured: 6-8 min per base run, 13 min per
                                                 # better run, 1,200 test rows scored in each)
-    python bench/gate_calibration.py --seeds 4  # more pairs, about 20 min more
+    python -m bench.gate_calibration --seeds 4  # more pairs, about 20 min more
 
 Checkpoints: a run whose predictions are in ``--work``/predictions is not trained again, so an
 interrupted bench resumes; the rates are rewritten after every run (``complete`` says whether
@@ -38,16 +38,11 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(REPO))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
+from sentibridge.statistics import pooled_seed_spread as seed_spread
+from bench.common import REPO, UMSAB, run_cli
 
-from sentibridge.statistics import pooled_seed_spread as seed_spread  # noqa: E402
-from bench.umsab import run_cli  # noqa: E402
-
-UMSAB = REPO.parent / "shared" / "data" / "umsab"
 CONFIG = REPO / "configs" / "umsab_cpu.yaml"
 #: Four languages keep a run to minutes on 2 cores; a mix of strong and weak ones.
 LANGUAGES = ("english", "german", "hindi", "spanish")

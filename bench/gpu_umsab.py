@@ -10,34 +10,31 @@ validation is skipped when GE is not installed; UMSAB passes it whole (0 rows qu
 Runs on CPU too (slowly): ``--set data.max_rows_per_language=20 --set
 eval.max_rows_per_language=20`` makes a smoke test.
 
-    python bench/gpu_umsab.py --config configs/umsab_cpu.yaml --set data.max_rows_per_language=null
+    python -m bench.gpu_umsab --config configs/umsab_cpu.yaml --set data.max_rows_per_language=null
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import os
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import torch
 
-import torch  # noqa: E402
-
-from bench_data import write_result  # noqa: E402
-from sentibridge.model.base import load_causal_lm, load_tokenizer, resolve_base_model  # noqa: E402
-from sentibridge.config import load_settings  # noqa: E402
-from sentibridge.inference.evaluation import evaluate_predictions, results_table  # noqa: E402
-from sentibridge.home import resolve_home  # noqa: E402
-from sentibridge.data.ingest import read_dataset  # noqa: E402
-from sentibridge.model.instructions import build_records  # noqa: E402
-from sentibridge.model.merge import merge_adapter  # noqa: E402
-from sentibridge.model.precision import base_dtype, default_device, resolve_precision  # noqa: E402
-from sentibridge.inference.predict import predict_rows  # noqa: E402
-from sentibridge.data.split import split_rows, subsample_per_language  # noqa: E402
-from sentibridge.model.training import TrainJob, train_lora  # noqa: E402
+from bench.common import write_result
+from sentibridge.model.base import load_causal_lm, load_tokenizer, resolve_base_model
+from sentibridge.config import load_settings
+from sentibridge.inference.evaluation import evaluate_predictions, results_table
+from sentibridge.home import resolve_home
+from sentibridge.data.ingest import read_dataset
+from sentibridge.model.instructions import build_records
+from sentibridge.model.merge import merge_adapter
+from sentibridge.model.precision import base_dtype, default_device, resolve_precision
+from sentibridge.inference.predict import predict_rows
+from sentibridge.data.split import split_rows, subsample_per_language
+from sentibridge.model.training import TrainJob, train_lora
 
 LIBRARIES = ("torch", "transformers", "peft", "accelerate", "tokenizers")
 

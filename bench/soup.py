@@ -13,8 +13,8 @@ weights and val/test scores under ``--work``), plus any merged-weight folder giv
 (the package's ``prior`` offsets fitted on val) and compared with its best member by the paired
 bootstrap over test rows: does averaging beat picking the best retrain?
 
-    python bench/soup.py                    # the seeds under .sentibridge/calibration_full
-    python bench/soup.py --extra ep2=.sentibridge/umsab_full_2ep/mlflow/artifacts/models/<id>/artifacts/artifacts/merged
+    python -m bench.soup                    # the seeds under .sentibridge/calibration_full
+    python -m bench.soup --extra ep2=.sentibridge/umsab_full_2ep/mlflow/artifacts/models/<id>/artifacts/artifacts/merged
 
 Soups of every subset of two or more seeds are scored (about 4-5 min each on 2 cores; ``--sizes 3``
 scores only the three-seed ones); ensembles of every subset of all members cost nothing more.
@@ -27,29 +27,22 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import shutil
 import statistics
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import numpy as np
+import pandas as pd
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from bench_data import write_result  # noqa: E402
-from calibration import UMSAB, calibrated_predictions, paired_bootstrap, per_language_f1, score_splits  # noqa: E402
-from sentibridge.config import Settings, load_settings  # noqa: E402
-from sentibridge.data.ingest import read_dataset  # noqa: E402
-from sentibridge.data.split import split_rows  # noqa: E402
-from sentibridge.data.validation import validate_rows  # noqa: E402
-from sentibridge.labels import SCORE_COLUMNS  # noqa: E402
-from umsab import machine, merged_weights  # noqa: E402
+from bench.common import REPO, UMSAB, machine, merged_weights, write_result
+from bench.calibration import calibrated_predictions, mean_change, per_language_f1, score_splits
+from sentibridge.config import Settings, load_settings
+from sentibridge.data.ingest import read_dataset
+from sentibridge.data.split import split_rows
+from sentibridge.data.validation import validate_rows
+from sentibridge.labels import SCORE_COLUMNS
 
 CONFIG = REPO / "configs" / "umsab_full.yaml"
 WEIGHTS = "model.safetensors"
@@ -112,7 +105,7 @@ def compared(combo: Mapping, members: Mapping[str, Mapping]) -> dict:
         "vs_members_mean_points": 100 * (combo["prior_mean"]
                                          - statistics.fmean(m["prior_mean"] for m in members.values())),
         "best_member": best,
-        "vs_best_member_points": paired_bootstrap(combo["test"], members[best]["pred"], combo["pred"]),
+        "vs_best_member_points": mean_change(combo["test"], members[best]["pred"], combo["pred"]),
     }
 
 

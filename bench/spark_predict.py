@@ -1,7 +1,7 @@
 """Batch scoring on Spark against local ``predict``, on the same rows in one run (issue 29).
 
 Both engines label the same Parquet file of short reviews (the sample's texts, drawn with
-replacement) with the same registered Gemma-3-270M champion (``champion.py``), each as the
+replacement) with the same registered Gemma-3-270M champion (``bench.champion``), each as the
 ``sentibridge predict`` command a user runs: ``--engine local`` (one process, torch on every
 core) and ``--engine spark --spark-master local[2]`` (MLflow's ``spark_udf``, one Python worker
 per task slot with one torch thread each). Reported per engine: wall seconds, rows/s, and the
@@ -9,8 +9,8 @@ peak RSS of the processes holding a model copy (the local process; each Spark Py
 sampled every 0.2 s. Spark's start-up (a session, no model) is timed apart. The two outputs'
 labels are compared row by row.
 
-    python bench/spark_predict.py                 # 10,000 rows -> bench/results/spark_predict.json
-    python bench/spark_predict.py --rows 2000 --home /tmp/sentibridge-bench/serving-champion
+    python -m bench.spark_predict                 # 10,000 rows -> bench/results/spark_predict.json
+    python -m bench.spark_predict --rows 2000 --home /tmp/sentibridge-bench/serving-champion
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from pathlib import Path
 import pandas as pd
 import psutil
 
-from champion import DEFAULT_HOME, champion_home, cli_env
-from umsab import REPO, cli_command, machine
+from bench.champion import DEFAULT_HOME, champion_home
+from bench.common import REPO, cli_command, cli_env, machine
 
 RESULT = Path(__file__).parent / "results" / "spark_predict.json"
 MASTER = "local[2]"

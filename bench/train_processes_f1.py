@@ -12,7 +12,7 @@ the committed result was measured, 3.6 and 1.3 now; tighter than the sample reci
 5.3, so the stricter yardstick for "within noise"). Two processes are "within noise" of one when every language's interval for
 v2 - v1 contains 0 and no language moves more than the seed-only change moves it at most.
 
-    python bench/train_processes_f1.py        # three default trainings on the sample data, about 10-15 min on 2 cores
+    python -m bench.train_processes_f1        # three default trainings on the sample data, about 10-15 min on 2 cores
 
 Writes ``bench/results/train_processes_f1.json``.
 """
@@ -26,11 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(REPO))
-
-from bench.umsab import cpu_has_bf16, cpu_model, run_cli  # noqa: E402
+from bench.common import REPO, cpu_has_bf16, cpu_model, run_cli
 
 CONFIG = REPO / "configs" / "default.yaml"
 RESULT = REPO / "bench" / "results" / "train_processes_f1.json"

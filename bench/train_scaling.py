@@ -10,33 +10,29 @@ On CPU, each of N workers gets cores/N threads (``OMP_NUM_THREADS``): on a 2-cor
 processes mostly trade intra-op threads for processes, so expect little gain. A variant ``PxT``
 runs P processes of T threads each; ``1x1`` separates the effect of threads from that of processes.
 
-    python bench/train_scaling.py --quick
+    python -m bench.train_scaling --quick
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from sklearn.metrics import f1_score
 
-import torch  # noqa: E402
-from sklearn.metrics import f1_score  # noqa: E402
-
-from bench_data import load_rows, real_model_path, write_result  # noqa: E402
-from sentibridge.config import LoraConfig, ModelConfig, TrainConfig  # noqa: E402
-from sentibridge.inference.scoring import score_records  # noqa: E402
-from sentibridge.model.base import load_causal_lm, load_tokenizer  # noqa: E402
-from sentibridge.model.instructions import SERVING_TEMPLATE, build_records  # noqa: E402
+from bench.common import load_rows, real_model_path, write_result
+from sentibridge.config import LoraConfig, ModelConfig, TrainConfig
+from sentibridge.inference.scoring import score_records
+from sentibridge.model.base import load_causal_lm, load_tokenizer
+from sentibridge.model.instructions import SERVING_TEMPLATE, build_records
 from sentibridge.model.launch import run_workers, write_job
-from sentibridge.model.training import TrainJob  # noqa: E402
-from sentibridge.model.merge import merge_adapter  # noqa: E402
-from sentibridge.model.precision import base_dtype, resolve_precision  # noqa: E402
+from sentibridge.model.training import TrainJob
+from sentibridge.model.merge import merge_adapter
+from sentibridge.model.precision import base_dtype, resolve_precision
 
 
 def f1_scores(model_path: str, adapter_dir: Path, eval_frame, tokenizer, folder: Path, precision) -> dict:

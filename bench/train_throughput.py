@@ -10,33 +10,28 @@ Same model (the real Gemma-3-270M), rows, batch size and LoRA shape, in one run:
 Tokens are counted identically: non-pad tokens of each step's batch. Rates are steady state:
 per-step time summed over all steps but the first (warm-up), same for every variant.
 
-    python bench/train_throughput.py --quick
+    python -m bench.train_throughput --quick
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
-import torch  # noqa: E402
-from transformers import Trainer, TrainerCallback, TrainingArguments  # noqa: E402
-
-from bench_data import load_rows, real_model_path, write_result  # noqa: E402
-from sentibridge.model.base import load_causal_lm, load_tokenizer  # noqa: E402
-from sentibridge.config import LoraConfig, ModelConfig, TrainConfig  # noqa: E402
-from sentibridge.model.instructions import build_records  # noqa: E402
-from sentibridge.model.precision import base_dtype, default_device, resolve_precision  # noqa: E402
-from sentibridge.model.batching import collate, encode_records  # noqa: E402
-from sentibridge.model.training import TrainJob, add_lora, train_lora  # noqa: E402
+from bench.common import load_rows, real_model_path, write_result
+from sentibridge.model.base import load_causal_lm, load_tokenizer
+from sentibridge.config import LoraConfig, ModelConfig, TrainConfig
+from sentibridge.model.instructions import build_records
+from sentibridge.model.precision import base_dtype, default_device, resolve_precision
+from sentibridge.model.batching import collate, encode_records
+from sentibridge.model.training import TrainJob, add_lora, train_lora
 
 
 def steady_rate(tokens: list[float], seconds: list[float]) -> float:

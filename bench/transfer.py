@@ -11,8 +11,8 @@ L's whole test split. It is compared with
 
 ``recovered`` is the share of the in-language model's gain over zero-shot that transfer keeps.
 
-    python bench/transfer.py                       # hi ar pt: about 30 minutes on 2 cores
-    python bench/transfer.py --languages hi ar pt it
+    python -m bench.transfer                       # hi ar pt: about 30 minutes on 2 cores
+    python -m bench.transfer --languages hi ar pt it
 
 Writes ``bench/results/transfer.json``. Every finished language is saved under ``--work`` and
 skipped when the command is run again. Exits 0 without writing anything when UMSAB is absent.
@@ -29,20 +29,14 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import pandas as pd
 
-import pandas as pd  # noqa: E402
+from bench.common import REPO, UMSAB, cpu_has_bf16, cpu_model, mean, run_cli, write_result
+from sentibridge.config import Settings, load_settings
+from sentibridge.data.ingest import read_dataset
+from sentibridge.data.split import split_rows
+from sentibridge.data.validation import validate_rows
 
-from bench_data import write_result  # noqa: E402
-from sentibridge.config import Settings, load_settings  # noqa: E402
-from sentibridge.data.ingest import read_dataset  # noqa: E402
-from sentibridge.data.split import split_rows  # noqa: E402
-from sentibridge.data.validation import validate_rows  # noqa: E402
-from umsab import cpu_has_bf16, cpu_model, mean, run_cli  # noqa: E402
-
-UMSAB = REPO.parent / "shared" / "data" / "umsab"
 CONFIG = REPO / "configs" / "umsab_cpu.yaml"
 IN_LANGUAGE = REPO / "bench" / "results" / "umsab.json"
 LANGUAGES = ("hi", "ar", "pt")

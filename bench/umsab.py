@@ -14,9 +14,9 @@ Train and test rows come from the project's own deterministic functions (ingest,
 split, test subsampling), called exactly as the pipeline calls them, and are checked against the
 supports and row count the CLI reports.
 
-    python bench/umsab.py --quick      # 60 train / 100 test rows per language, a few minutes
-    python bench/umsab.py              # configs/umsab_cpu.yaml, 10-20 minutes on 2 cores
-    python bench/umsab.py --full       # configs/umsab_full.yaml (~14.7k rows): a soup of 3 seeds, about 5 hours
+    python -m bench.umsab --quick      # 60 train / 100 test rows per language, a few minutes
+    python -m bench.umsab              # configs/umsab_cpu.yaml, 10-20 minutes on 2 cores
+    python -m bench.umsab --full       # configs/umsab_full.yaml (~14.7k rows): a soup of 3 seeds, about 5 hours
                                        # on 2 cores (100 minutes per seed); rerun with the same --home to resume
                                        # from the last checkpoint; --set train.soup_seeds=null trains one seed
 
@@ -31,32 +31,22 @@ import json
 import os
 import platform
 import re
-import shutil
-import subprocess
 import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-sys.path.insert(0, str(REPO))
+import numpy as np
+import pandas as pd
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import Pipeline
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.model_selection import GridSearchCV, StratifiedKFold  # noqa: E402
-from sklearn.pipeline import Pipeline  # noqa: E402
-
-from sentibridge.config import Settings, load_settings  # noqa: E402
-from sentibridge.errors import SentibridgeError  # noqa: E402
-from sentibridge.inference.evaluation import evaluate_predictions  # noqa: E402
-from sentibridge.data.ingest import read_dataset  # noqa: E402
-from sentibridge.languages import normalise_language  # noqa: E402
-from sentibridge.data.split import split_rows, subsample_per_language  # noqa: E402
-from sentibridge.data.validation import check_quarantine_limit, validate_rows  # noqa: E402
+from bench.common import REPO, bench_rows, cpu_has_bf16, cpu_model, mean, run_cli
+from sentibridge.config import load_settings
+from sentibridge.errors import SentibridgeError
+from sentibridge.inference.evaluation import evaluate_predictions
+from sentibridge.languages import normalise_language
 
 DEFAULT_CONFIG = "configs/umsab_cpu.yaml"
 FULL_CONFIG = "configs/umsab_full.yaml"
@@ -172,99 +162,7 @@ def tfidf_baseline(
     return {"f1": f1, "C": chosen}
 
 
-def mean(values) -> float | None:
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
-
-
 # --- the run ------------------------------------------------------------------------------
-
-
-def bench_rows(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train and test rows exactly as the pipeline makes them (steps/ingest, split, evaluate)."""
-    data_path = settings.data.path
-    result = validate_rows(read_dataset(data_path), settings.data)
-    check_quarantine_limit(rows_in=result.rows_in, quarantine=result.quarantine, cfg=settings.data, source=data_path)
-    split = split_rows(result.valid, settings.split, settings.data)
-    test = subsample_per_language(split.test, settings.eval.max_rows_per_language, settings.split.seed)
-    return split.train.reset_index(drop=True), test.reset_index(drop=True)
-
-
-def cli_command() -> list[str]:
-    script = Path(sys.executable).parent / "sentibridge"
-    if script.is_file():
-        return [str(script)]
-    found = shutil.which("sentibridge")
-    return [found] if found else [sys.executable, "-m", "sentibridge.cli"]
-
-
-def run_cli(config: Path | None, overrides: list[str], home: Path, command: tuple[str, ...] = ("train",)
-            ) -> tuple[int, dict | None, float]:
-    """``sentibridge <command> --json`` (default ``train``) with progress (stderr) and its table (stdout) shown live.
-
-    Returns (exit code, the JSON of the last stdout line or None, seconds).
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "ZENML_"))}
-    env.pop("SENTIBRIDGE_STACK", None)  # a bench never runs on someone's production stack
-    env.update(SENTIBRIDGE_HOME=str(home), ZENML_ANALYTICS_OPT_IN="false", HF_HUB_OFFLINE="1")
-    # Reuse the converted Gemma of `make run` and the tests (conversion takes about a minute).
-    env.setdefault("SENTIBRIDGE_MODEL_CACHE", str(REPO / ".sentibridge" / "models"))
-    cmd = [*cli_command(), *command, *(["--config", str(config)] if config else []), "--json"]
-    for pair in overrides:
-        cmd += ["--set", pair]
-    print("$ " + " ".join(cmd), flush=True)
-    print(f"  SENTIBRIDGE_HOME={home}", flush=True)
-    started = time.perf_counter()
-    last = ""
-    with subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=None, text=True) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.strip():
-                last = line.strip()
-            if not last.startswith("{"):  # the JSON line is summarised below, not echoed
-                sys.stdout.write(line)
-                sys.stdout.flush()
-    seconds = time.perf_counter() - started
-    try:
-        payload = json.loads(last)
-    except json.JSONDecodeError:
-        payload = None
-    return proc.returncode, payload, seconds
-
-
-def merged_weights(run: Mapping, dst: Path) -> Path:
-    """The merged weights of the version a ``train --json`` run registered (its ``tracking_uri``,
-    ``registered_model`` and ``model_version``), downloaded once into ``dst``; returns their folder."""
-    import mlflow
-
-    mlflow.set_tracking_uri(run["tracking_uri"])
-    if not dst.is_dir():
-        mlflow.artifacts.download_artifacts(f"models:/{run['registered_model']}/{run['model_version']}", dst_path=str(dst))
-    return next(p.parent for p in dst.rglob("config.json") if (p.parent / "model.safetensors").is_file())
-
-
-def _cpuinfo() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:
-        return ""
-
-
-def cpu_model() -> str | None:
-    """The CPU's marketing name (``model name`` in /proc/cpuinfo); None where there is none."""
-    match = re.search(r"^model name\s*:\s*(.+)$", _cpuinfo(), re.MULTILINE)
-    return match.group(1).strip() if match else None
-
-
-def cpu_has_bf16() -> bool:
-    """AVX512-BF16: bf16 autocast runs natively; without it the fp32 path runs, 1.4-2.3x slower."""
-    return "avx512_bf16" in _cpuinfo().split()
-
-
-def machine() -> dict:
-    """The machine a result was measured on, for the result files (CPUs differ in bf16 support)."""
-    return {"cpu": platform.machine(), "cpu_model": cpu_model(), "cpu_native_bf16": cpu_has_bf16(),
-            "cpu_count": os.cpu_count()}
 
 
 def fmt(value: float | None, scale: float = 100.0, digits: int = 1) -> str:

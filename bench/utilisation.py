@@ -20,9 +20,9 @@ data. ``--random-weights CONFIG --lengths FILE`` needs no tokenizer or weights: 
 config with random weights and token ids of the given lengths (speed does not depend on the
 values) — for a device machine without the embedded model. ``--write-lengths`` saves them.
 
-    python bench/utilisation.py                    # about 10 minutes on 2 cores
-    python bench/utilisation.py --quick            # a few steps per variant
-    python bench/utilisation.py --random-weights config.json --lengths lengths.json --device cuda \
+    python -m bench.utilisation                    # about 10 minutes on 2 cores
+    python -m bench.utilisation --quick            # a few steps per variant
+    python -m bench.utilisation --random-weights config.json --lengths lengths.json --device cuda \
         --batch-sizes 8 64 512 2048 --out gpu_utilisation.json
 
 Writes ``bench/results/utilisation.json``.
@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import platform
 import sys
 import tempfile
@@ -42,20 +41,16 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import torch
+from transformers import AutoConfig
 
-import torch  # noqa: E402
-from transformers import AutoConfig  # noqa: E402
+from bench.common import REPO, UMSAB, load_rows, machine, real_model_path
+from sentibridge.config import LoraConfig, ModelConfig, TrainConfig, load_settings
+from sentibridge.model import training
+from sentibridge.model.batching import Example, answer_tokens, epoch_batches
+from sentibridge.model.precision import base_dtype, resolve_precision
+from sentibridge.model.training import TrainJob, train_examples
 
-from sentibridge.config import LoraConfig, ModelConfig, TrainConfig, load_settings  # noqa: E402
-from sentibridge.model import training  # noqa: E402
-from sentibridge.model.batching import Example, answer_tokens, epoch_batches  # noqa: E402
-from sentibridge.model.precision import base_dtype, resolve_precision  # noqa: E402
-from sentibridge.model.training import TrainJob, train_examples  # noqa: E402
-
-UMSAB = REPO.parent / "shared" / "data" / "umsab"
 #: Profile buckets, in the order they are printed.
 BUCKETS = ("matmul", "attention", "norms_elementwise", "casts", "lora_dropout", "optimizer", "python_overhead")
 _MATMUL = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "aten::baddbmm", "aten::addmv")
@@ -359,8 +354,6 @@ def _forward_harness(model, examples: Sequence[Example], pad_id: int, batch_size
 
 def real_inputs(quick: bool) -> tuple[dict, list[Example], int, object]:
     """(source, train examples, pad id, test rows) from UMSAB's umsab_cpu split, else the sample data."""
-    sys.path.insert(0, str(REPO / "bench"))
-    from bench_data import load_rows, real_model_path
     from sentibridge.data.ingest import read_dataset
     from sentibridge.data.split import split_rows, subsample_per_language
     from sentibridge.model.base import load_tokenizer
@@ -397,8 +390,6 @@ def random_inputs(config_file: Path, lengths_file: Path) -> tuple[dict, list[Exa
 def _machine(device: torch.device) -> dict:
     if device.type == "cuda":
         return {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
-    from umsab import machine
-
     return {"device": "cpu", "torch": torch.__version__, "torch_threads": torch.get_num_threads(), **machine()}
 
 

@@ -298,7 +298,7 @@ class GateConfig(_Section):
         description="Training-seed noise: the standard deviation (points) of one language's macro-F1 between trainings "
         "that differ only by seed, on fixed test rows. Added to every paired-bootstrap interval (twice the variance "
         "against a trained champion, once against the base model); 0 counts only the test rows' noise. It depends "
-        "on the recipe (less data, more noise): measure yours with bench/seed_noise.py.",
+        "on the recipe (less data, more noise): measure yours with python -m bench.seed_noise.",
     )
     seed_std_from_members: bool = Field(
         True,

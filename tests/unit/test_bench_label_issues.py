@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "label_issues.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_label_issues", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_label_issues"] = module
-    spec.loader.exec_module(module)
-    return module
+def bench(import_bench):
+    return import_bench("label_issues")
 
 
 def test_flip_labels_moves_the_asked_share_to_other_labels(bench) -> None:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from bench.seed_noise import seed_noise_result
 from sentibridge.statistics import pooled_seed_spread
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench.seed_noise import seed_noise_result  # noqa: E402
 
 
 def test_pooled_spread_centres_each_recipe_on_its_own_mean():

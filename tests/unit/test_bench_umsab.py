@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "umsab.py"
-
 
 @pytest.fixture(scope="module")
-def umsab():
-    spec = importlib.util.spec_from_file_location("bench_umsab", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_umsab"] = module
-    spec.loader.exec_module(module)
-    return module
+def umsab(import_bench):
+    return import_bench("umsab")
 
 
 # Made-up numbers in the layout of a leaderboard README; not UMSAB's text.

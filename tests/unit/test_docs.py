@@ -10,16 +10,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sys
 import unicodedata
 from pathlib import Path
 
 import pytest
 
+from bench import docs_tables
+from bench.docs_tables import BLOCKS, DocsError, Results, regenerate, render_page
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-from bench import docs_tables  # noqa: E402
-from bench.docs_tables import BLOCKS, DocsError, Results, regenerate, render_page  # noqa: E402
 
 DOCS = REPO / "docs"
 
