@@ -646,6 +646,49 @@ def predict_memory(r: Results) -> str:
             + ("\n\nBoth modes write byte-identical outputs (same SHA-256 at every size)." if same else ""))
 
 
+@block("spark_predict.json")
+def spark_predict(r: Results) -> str:
+    """Spark's local[N] against local predict on the same rows and model, one run."""
+    d = r("spark_predict.json")
+    local, spark = d["local"], d["spark"]
+    rows = [
+        ["local `predict` (1 process)", num(local["seconds"], 1), num(local["rows_per_s"], 1), "1",
+         num(local["peak_rss_mb"], 0), "—"],
+        [f"`--engine spark`, `{d['spark_master']}`", num(spark["seconds"], 1), num(spark["rows_per_s"], 1),
+         str(spark["model_copies"]), num(spark["peak_rss_mb_per_model_copy"], 0), num(spark["startup_seconds"], 1)],
+    ]
+    return (f"{num(d['rows'], 0)} short reviews (the sample's texts), Gemma-3-270M champion v{d['model_version']}, "
+            f"{machine(d['machine'])}:\n\n"
+            + table(["engine", "seconds", "rows/s", "model copies", "peak RSS MB per copy", "Spark start-up s"], rows, "lrrrrr")
+            + f"\n\nSpark over local: {times(d['spark_over_local_rows_per_s'])} the rows/s. The labels agree on "
+            f"{pct(d['same_labels'])} of the rows (largest score difference {d['max_score_difference']:.2g}: "
+            "different batches, different float sums).")
+
+
+@block("serve_load.json")
+def serve_load(r: Results) -> str:
+    """The served model's rows/s and latency by clients and rows per request, and its answers to bad requests."""
+    d = r("serve_load.json")
+    rows = [[str(x["workers"]), str(x["clients"]), str(x["rows_per_request"]), num(x["rows_per_s"], 1),
+             times(x["rows_per_s_over_1_client"]) if x.get("rows_per_s_over_1_client") else "—",
+             num(x["p50_ms"], 0), num(x["p95_ms"], 0), num(x["p99_ms"], 0), str(x["errors"])] for x in d["loads"]]
+    def said(text: str) -> str:  # one line of the server's answer, as a table cell
+        text = " ".join(text.removeprefix("ok ").removeprefix("WRONG ").split())
+        return "`" + (text[:110] + "…" if len(text) > 110 else text).replace("`", "'").replace("|", "\\|") + "`"
+
+    answers = [[kind, "yes" if d["bad_requests_answered_right"][kind] else "**no**", said(d["bad_request_answers"][kind])]
+               for kind in d["bad_requests_answered_right"]]
+    alive = all(x.get("server_alive_after") for x in d["loads"])
+    return (f"Gemma-3-270M champion v{d['model_version']}, {num(d['seconds_per_load'], 0)} s per load, "
+            f"{machine(d['machine'])}; a worker gets (cores ÷ workers) torch threads:\n\n"
+            + table(["workers", "clients", "rows per request", "rows/s", "vs 1 client", "p50 ms", "p95 ms", "p99 ms", "errors"],
+                    rows, "rrrrrrrrr")
+            + f"\n\nBad requests, one in {d['bad_every']} of one client's, and the server's first answer to each:\n\n"
+            + table(["request", "answered right", "answer"], answers)
+            + ("\n\nThe server was still up after every load, and the good request after each bad one succeeded "
+               "(a failed one would count in `errors`)." if alive else "\n\n**The server died during a load.**"))
+
+
 @block("make_test.json")
 def make_test(r: Results) -> str:
     """`make test` on a fresh clone against the 15-minute aim, with an earlier commit's run beside it."""

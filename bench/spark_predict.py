@@ -38,10 +38,10 @@ class PeakRSS(threading.Thread):
 
     def __init__(self, root: int, pick) -> None:
         super().__init__(daemon=True)
-        self.root, self.pick, self.peaks, self._stop = root, pick, {}, threading.Event()
+        self.root, self.pick, self.peaks, self._done = root, pick, {}, threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._done.is_set():
             try:
                 tree = [psutil.Process(self.root), *psutil.Process(self.root).children(recursive=True)]
             except psutil.NoSuchProcess:
@@ -55,7 +55,7 @@ class PeakRSS(threading.Thread):
             time.sleep(0.2)
 
     def stop(self) -> dict[int, float]:
-        self._stop.set()
+        self._done.set()
         self.join()
         return self.peaks
 
