@@ -27,10 +27,9 @@ validate: install
 	$(VENV)/bin/sentibridge validate --config $(CONFIG) $(if $(DATA),--data $(DATA))
 
 ## All tests: fast unit tests and the integration tests (real ZenML, MLflow and Gemma-3-270M), then the docs build.
-# Three workers on two cores: the integration tests spend much of their time waiting on servers and
-# subprocess start-up, which a third worker fills (docs/testing.md has the measured run).
+# Two workers on two cores: a third one was slower (docs/testing.md has the measured run).
 test: install
-	$(VENV)/bin/pytest -q -n 3 --dist loadscope --no-loadscope-reorder
+	$(VENV)/bin/pytest -q -n 2 --dist loadscope --no-loadscope-reorder
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
 test-fast: install
