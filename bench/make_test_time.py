@@ -13,13 +13,12 @@ test counts, and the slowest tests and fixtures (``--durations`` in ``pyproject.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import subprocess
 import tempfile
 from pathlib import Path
 
-from bench.common import REPO, machine
+from bench.common import REPO, machine, write_result
 
 RESULT = Path(__file__).parent / "results" / "make_test.json"
 AIM_SECONDS = 900
@@ -85,9 +84,7 @@ def main() -> int:
     print(f"{'seconds':>8}  {'phase':<8} test")
     for row in numbers["slowest"]:
         print(f"{row['seconds']:>8.1f}  {row['phase']:<8} {row['test']}")
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {RESULT}")
+    write_result(RESULT, result)
     return 0
 
 

@@ -167,7 +167,7 @@ def summarise(load: Load, seconds: float) -> dict:
 
 def main() -> int:
     from bench.champion import DEFAULT_HOME, champion_home
-    from bench.common import REPO, machine
+    from bench.common import REPO, machine, write_result
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60)
@@ -231,9 +231,7 @@ def main() -> int:
         print(f"  {kind:<20} {'answered right' if bad[kind] else 'WRONG':<15} {said[kind]}")
     payload = {"model_version": version, "seconds_per_load": args.seconds, "machine": machine(),
                "bad_every": BAD_EVERY, "loads": results, "bad_requests_answered_right": bad, "bad_request_answers": said}
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {RESULT}")
+    write_result(RESULT, payload)
     return 0
 
 

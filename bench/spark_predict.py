@@ -27,7 +27,7 @@ import pandas as pd
 import psutil
 
 from bench.champion import DEFAULT_HOME, champion_home
-from bench.common import REPO, cli_command, cli_env, machine
+from bench.common import REPO, cli_command, cli_env, machine, write_result
 
 RESULT = Path(__file__).parent / "results" / "spark_predict.json"
 MASTER = "local[2]"
@@ -132,9 +132,7 @@ def main() -> int:
           f"{result['spark']['peak_rss_mb_per_model_copy']:>13.0f}  per model copy, {len(worker_peaks)} copies")
     print(f"spark/local rows/s: {result['spark_over_local_rows_per_s']:.2f}x; Spark start-up {startup:.1f} s; "
           f"same labels on {same_labels:.1%} of rows (max score difference {max_score_diff:.2g})")
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {RESULT}")
+    write_result(RESULT, result)
     return 0
 
 
