@@ -40,6 +40,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sentibridge.artifacts import PREDICTIONS
 from sentibridge.statistics import pooled_seed_spread as seed_spread
 from bench.common import REPO, UMSAB, run_cli
 
@@ -106,7 +107,7 @@ def train_one(work: Path, data: Path, config: str, seed: int) -> Path:
     else:
         raise SystemExit(f"run {config} seed {seed} failed twice")
     path = mlflow.artifacts.download_artifacts(
-        run_id=payload["mlflow_run_id"], artifact_path="evaluation/predictions.parquet",
+        run_id=payload["mlflow_run_id"], artifact_path=PREDICTIONS,
         tracking_uri=payload["tracking_uri"], dst_path=str(work / "scratch" / f"{config}_{seed}"),
     )
     out.parent.mkdir(parents=True, exist_ok=True)

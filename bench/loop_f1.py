@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from bench.common import REPO, UMSAB, cli_env, machine, write_result
+from sentibridge.artifacts import PREDICTIONS
 from sentibridge.statistics import bootstrap_deltas, macro_f1, t_interval
 
 CONFIG = "configs/umsab_cpu.yaml"
@@ -80,7 +81,7 @@ def predictions(payload: dict, dst: Path) -> pd.DataFrame:
         import mlflow
 
         mlflow.set_tracking_uri(payload["tracking_uri"])
-        path = mlflow.artifacts.download_artifacts(run_id=payload["mlflow_run_id"], artifact_path="evaluation/predictions.parquet")
+        path = mlflow.artifacts.download_artifacts(run_id=payload["mlflow_run_id"], artifact_path=PREDICTIONS)
         pd.read_parquet(path).to_parquet(dst, index=False)
     return pd.read_parquet(dst).sort_values("id").reset_index(drop=True)
 
