@@ -72,14 +72,14 @@ REFERENCE = "none"
 #: Variant -> its ``--set`` overrides (``retrieval_self`` also gets the pool and its labeler).
 VARIANTS: dict[str, tuple[str, ...]] = {
     "none": ("augment.enabled=false",),
-    "retrieval_minilm": ("augment.enabled=true", f"augment.embedder={EMBEDDED_EMBEDDER}"),
-    "retrieval_e5": ("augment.enabled=true", f"augment.embedder={EMBEDDED_MULTILINGUAL_EMBEDDER}"),
+    "retrieval_minilm": ("augment.enabled=true", f"embedding.model={EMBEDDED_EMBEDDER}"),
+    "retrieval_e5": ("augment.enabled=true", f"embedding.model={EMBEDDED_MULTILINGUAL_EMBEDDER}"),
     "retrieval_self": (
-        "augment.enabled=true", f"augment.embedder={EMBEDDED_EMBEDDER}", "augment.self_alignment.enabled=true",
+        "augment.enabled=true", f"embedding.model={EMBEDDED_EMBEDDER}", "augment.self_alignment.enabled=true",
     ),
     # Two examples of about 40 tokens each need room next to the prompt.
     "retrieval_demos": (
-        "augment.enabled=true", f"augment.embedder={EMBEDDED_EMBEDDER}", "demonstrations.k=2", "model.max_length=384",
+        "augment.enabled=true", f"embedding.model={EMBEDDED_EMBEDDER}", "demonstrations.k=2", "model.max_length=384",
     ),
 }
 GOAL_GAP_CLOSED = 0.30
@@ -118,7 +118,7 @@ def default_variant(settings: Settings) -> str:
         return "retrieval_demos"
     if augment.self_alignment.enabled:
         return "retrieval_self"
-    return "retrieval_e5" if augment.embedder == EMBEDDED_MULTILINGUAL_EMBEDDER else "retrieval_minilm"
+    return "retrieval_e5" if settings.embedding.model == EMBEDDED_MULTILINGUAL_EMBEDDER else "retrieval_minilm"
 
 
 # --- statistics (pure; unit-tested) --------------------------------------------------------
@@ -384,7 +384,7 @@ def main() -> int:
     if not (args.skip_speed or args.report):  # a report trains and measures nothing
         train_texts = split_rows(rows, settings.split).train["text"].tolist()
         speed = embedding_speed(
-            train_texts, settings.augment.embedder, settings.augment.embed_batch_size, settings.augment.embed_precision
+            train_texts, settings.embedding.model, settings.embedding.batch_size, settings.embedding.precision
         )
         print(f"embedding {speed['texts']} train texts: {speed['embed_seconds_cold']:.1f} s cold, "
               f"index {speed['index_seconds']:.2f} s, {speed['embed_seconds_cached']:.1f} s cached", flush=True)

@@ -29,14 +29,15 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from bench.common import REPO, UMSAB
-from sentibridge.config import DataConfig, SplitConfig
+from sentibridge.config import DataConfig, EmbeddingConfig, SplitConfig
 from sentibridge.data.ingest import read_dataset
 from sentibridge.data.label_issues import find_label_issues
 from sentibridge.data.split import SplitResult, split_rows
 from sentibridge.data.validation import validate_rows
 from sentibridge.labels import LABELS
 
-EMBEDDER = "embedded:multilingual-e5-small"
+#: What the pipeline's label-issue step embeds with (``embedding.label_issues_model``).
+EMBEDDER = EmbeddingConfig().label_issues_model
 SAMPLE = REPO / "data" / "sample" / "reviews.jsonl"
 FLIP_FRACTION = 0.1
 FLIP_SEEDS = (0, 1, 2, 3, 4)

@@ -42,29 +42,32 @@ def sentibridge_pipeline(settings: Settings, data_version: dict[str, str], data_
     )
     train_rows, _issues, data_report, _issues_view = label_issues(
         train_rows=split_train_rows, val_rows=val_rows, test_rows=test_rows, data_report=split_report,
-        data=settings.data, seed=settings.split.seed, embed_precision=settings.augment.embed_precision,
+        data=settings.data, seed=settings.split.seed, embedder=settings.embedding.label_issues_model,
+        embed_precision=settings.embedding.precision,
     )
     if data_only:
         return
     run_config = settings.model_dump(mode="json")
+    embedding = settings.embedding
     augmented_rows, _index, _augment_report, _augment_view = augment(
-        train_rows=train_rows, holdout_keys=holdout, augment_cfg=settings.augment, model_cfg=settings.model,
+        train_rows=train_rows, holdout_keys=holdout, augment_cfg=settings.augment, embedder=embedding.model,
+        embed_batch_size=embedding.batch_size, embed_precision=embedding.precision, model_cfg=settings.model,
         eval_cfg=settings.eval,
     )
     store = demonstrations(
         train_rows=augmented_rows,
         demonstrations_cfg=settings.demonstrations,
-        embedder=settings.augment.embedder,
-        embed_batch_size=settings.augment.embed_batch_size,
-        embed_precision=settings.augment.embed_precision,
+        embedder=embedding.model,
+        embed_batch_size=embedding.batch_size,
+        embed_precision=embedding.precision,
     )
     train_records, val_records, _export = instructions(
         train_rows=augmented_rows, val_rows=val_rows, demonstration_store=store, model_cfg=settings.model,
-        seed=settings.instructions.seed, embed_precision=settings.augment.embed_precision,
+        seed=settings.instructions.seed, embed_precision=embedding.precision,
     )
     evaluation = dict(
         test_rows=test_rows, val_rows=val_rows, demonstration_store=store, model_cfg=settings.model,
-        eval_cfg=settings.eval, split_seed=settings.split.seed, embed_precision=settings.augment.embed_precision,
+        eval_cfg=settings.eval, split_seed=settings.split.seed, embed_precision=embedding.precision,
     )
     training = dict(
         train_records=train_records, val_records=val_records, model_cfg=settings.model, lora_cfg=settings.lora,

@@ -1,6 +1,7 @@
 """Typed configuration: every default lives here, YAML files in configs/ only override.
 
-Unknown or mistyped keys fail loudly, both in YAML files and in ``--set`` overrides.
+Unknown or mistyped keys fail loudly, both in YAML files and in ``--set`` overrides; a key that
+moved to another section (``MOVED_KEYS``) fails with its new name.
 """
 
 from __future__ import annotations
@@ -55,9 +56,6 @@ class DataConfig(_Section):
     )
     label_issue_weight: float = Field(
         0.3, ge=0.0, le=1.0, description="downweight: the loss weight of a flagged train row (1 = no change)."
-    )
-    label_issue_embedder: str = Field(
-        EMBEDDED_MULTILINGUAL_EMBEDDER, description="Embedder of the per-language label model (any augment.embedder value)."
     )
     label_issue_folds: int = Field(5, ge=2, le=20, description="Cross-validation folds of the out-of-fold probabilities.")
 
@@ -217,14 +215,6 @@ class AugmentConfig(_Section):
     # Off: over several training seeds (bench/ablation.py, README) it did not close the low/high
     # gap by more than seed noise, and a default must be backed by the numbers.
     enabled: bool = False
-    embedder: str = Field(
-        EMBEDDED_EMBEDDER,
-        description="sentence-transformers name or path, embedded:all-minilm-l6-v2 or embedded:multilingual-e5-small.",
-    )
-    embed_batch_size: int = Field(64, ge=1)
-    embed_precision: PrecisionSetting = Field(
-        "auto", description=f"Sentence-embedding precision (augmentation, demonstrations, prompt retrieval). {_AUTO}"
-    )
     seed: int = Field(42, description="Seeds the approximate index and the self-alignment pool sample.")
     exact_index_max_rows: int = Field(
         50_000, ge=1, description="Exact inner-product search up to this many vectors; approximate above."
@@ -249,6 +239,27 @@ class AugmentConfig(_Section):
         if self.low_resource_fraction > self.high_resource_fraction:
             raise ValueError("augment.low_resource_fraction must not exceed augment.high_resource_fraction")
         return self
+
+
+class EmbeddingConfig(_Section):
+    """Sentence embeddings: the one place for the embedders used by retrieval augmentation,
+    demonstrations, served prompts and label-issue detection, and how they embed."""
+
+    model: str = Field(
+        EMBEDDED_EMBEDDER,
+        description="Augmentation, demonstrations and served prompts: a sentence-transformers name or path, "
+        "embedded:all-minilm-l6-v2 or embedded:multilingual-e5-small.",
+    )
+    label_issues_model: str = Field(
+        EMBEDDED_MULTILINGUAL_EMBEDDER,
+        description="Embedder of the per-language label model of data.label_issues (any embedding.model value).",
+    )
+    batch_size: int = Field(64, ge=1, description="Texts per embedding batch (augmentation, demonstrations).")
+    precision: PrecisionSetting = Field(
+        "auto",
+        description="Sentence-embedding precision (augmentation, demonstrations, prompt retrieval, label issues). "
+        f"{_AUTO}",
+    )
 
 
 class DemonstrationsConfig(_Section):
@@ -346,6 +357,7 @@ class Settings(_Section):
     data: DataConfig = DataConfig()
     split: SplitConfig = SplitConfig()
     augment: AugmentConfig = AugmentConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
     demonstrations: DemonstrationsConfig = DemonstrationsConfig()
     instructions: InstructionsConfig = InstructionsConfig()
     model: ModelConfig = ModelConfig()
@@ -354,6 +366,39 @@ class Settings(_Section):
     eval: EvalConfig = EvalConfig()
     gate: GateConfig = GateConfig()
     registry: RegistryConfig = RegistryConfig()
+
+
+#: Keys that moved to another section, old dotted key -> new one: naming the old key says where it went.
+MOVED_KEYS = {
+    "augment.embedder": "embedding.model",
+    "augment.embed_batch_size": "embedding.batch_size",
+    "augment.embed_precision": "embedding.precision",
+    "data.label_issue_embedder": "embedding.label_issues_model",
+}
+
+
+def _check_moved(tree: dict[str, Any], where: str, prefix: str = "") -> None:
+    """One line naming a moved key (``where``: the YAML file or ``--set``) and its new name."""
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if dotted in MOVED_KEYS:
+            raise ConfigError(f"{where}: {dotted} moved to {MOVED_KEYS[dotted]}")
+        if isinstance(value, dict):
+            _check_moved(value, where, f"{dotted}.")
+
+
+def saved_value(config: dict[str, Any], dotted: str, default: Any) -> Any:
+    """``section.key`` of a config saved with a model (``sentibridge_config.json``), else ``default``.
+
+    A model saved before the key moved has it under its old name (``MOVED_KEYS``), read as well.
+    """
+    old = {new: old for old, new in MOVED_KEYS.items()}.get(dotted)
+    for key in (dotted, old) if old else (dotted,):
+        section, _, name = key.partition(".")
+        node = config.get(section)
+        if isinstance(node, dict) and name in node:
+            return node[name]
+    return default
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -425,8 +470,11 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
     tree: dict[str, Any] = {}
     if path is not None:
         tree = read_yaml_mapping(Path(path), "config", "a mapping of sections")
+        _check_moved(tree, str(path))
     tree = {k: ({} if v is None else v) for k, v in tree.items()}  # an empty "data:" section
-    tree = _merge(tree, parse_overrides(overrides or []))
+    overridden = parse_overrides(overrides or [])
+    _check_moved(overridden, "--set")
+    tree = _merge(tree, overridden)
     _check_known(tree, Settings)
     try:
         return Settings.model_validate(tree)

@@ -13,7 +13,7 @@ from zenml.types import MarkdownString
 from materializers.vector_index import VectorIndexMaterializer
 from sentibridge import tracking
 from sentibridge.augment.augmentation import ORIGINS, augment_train, report_markdown
-from sentibridge.config import AugmentConfig, EvalConfig, ModelConfig
+from sentibridge.config import AugmentConfig, EvalConfig, ModelConfig, PrecisionSetting
 from sentibridge.augment.embedding import embedder_function
 from sentibridge.home import resolve_home
 from sentibridge.data.ingest import read_unlabelled
@@ -35,7 +35,14 @@ def _labeler(name: str, model_cfg: ModelConfig, eval_cfg: EvalConfig):
 
 @step(experiment_tracker=True, enable_cache=False, output_materializers={"retrieval_index": VectorIndexMaterializer})
 def augment(
-    train_rows: pd.DataFrame, holdout_keys: list[str], augment_cfg: AugmentConfig, model_cfg: ModelConfig, eval_cfg: EvalConfig
+    train_rows: pd.DataFrame,
+    holdout_keys: list[str],
+    augment_cfg: AugmentConfig,
+    embedder: str,
+    embed_batch_size: int,
+    embed_precision: PrecisionSetting,
+    model_cfg: ModelConfig,
+    eval_cfg: EvalConfig,
 ) -> tuple[
     Annotated[pd.DataFrame, "augmented_train_rows"],
     Annotated[VectorIndex, "retrieval_index"],
@@ -44,14 +51,16 @@ def augment(
 ]:
     """Augment the train split only; val and test reach this step as hashes (``holdout_keys``).
 
-    ``model_cfg`` and ``eval_cfg`` are for the self-alignment labeler, which scores like evaluation.
+    ``embedder``, ``embed_batch_size`` and ``embed_precision`` are ``embedding.model``,
+    ``embedding.batch_size`` and ``embedding.precision``; ``model_cfg`` and ``eval_cfg`` are for the
+    self-alignment labeler, which scores like evaluation.
     """
     cfg = augment_cfg
-    embed = embedder_function(cfg.embedder, resolve_home().embeddings, cfg.embed_batch_size, cfg.embed_precision)
+    embed = embedder_function(embedder, resolve_home().embeddings, embed_batch_size, embed_precision)
 
     pool = read_unlabelled(cfg.self_alignment.pool_path) if cfg.enabled and cfg.self_alignment.enabled else None
     labeler = _labeler(cfg.self_alignment.labeler, model_cfg, eval_cfg) if pool is not None else None
-    result = augment_train(train_rows, embed, cfg, holdout_keys, pool, labeler, cfg.seed)
+    result = augment_train(train_rows, embed, cfg, holdout_keys, pool, labeler, cfg.seed, embedder=embedder)
     report = result.report
     tracking.log_table(report, "augmentation/report.json")
     totals = {f"augment_{origin}_rows": int(result.rows["origin"].eq(origin).sum()) for origin in ORIGINS}

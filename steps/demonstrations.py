@@ -25,8 +25,8 @@ def demonstrations(
 ) -> Annotated[Path, "demonstration_store"]:
     """An empty store when ``demonstrations.k`` is 0; else the original train rows, embedded.
 
-    Uses the augmentation embedder (``augment.embedder``, ``embed_batch_size``, ``embed_precision``)
-    and its cache, so texts the augment step embedded cost nothing.
+    Uses the augmentation embedder (``embedding.model``, ``embedding.batch_size``,
+    ``embedding.precision``) and its cache, so texts the augment step embedded cost nothing.
     """
     cfg = demonstrations_cfg
     embed = embedder_function(embedder, resolve_home().embeddings, embed_batch_size, embed_precision)

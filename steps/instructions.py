@@ -33,8 +33,8 @@ def instructions(
 ]:
     """Records bounded by the tokenizer's budget, and the same data in alpaca format.
 
-    ``seed`` (``instructions.seed``) picks each row's template; ``embed_precision`` embeds the
-    rows that look up their demonstrations.
+    ``seed`` (``instructions.seed``) picks each row's template; ``embed_precision``
+    (``embedding.precision``) embeds the rows that look up their demonstrations.
     """
     home = resolve_home()
     base = resolve_base_model(model_cfg, home.embedded_model)

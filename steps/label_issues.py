@@ -22,6 +22,7 @@ def label_issues(
     data_report: dict,
     data: DataConfig,
     seed: int,
+    embedder: str,
     embed_precision: PrecisionSetting,
 ) -> tuple[
     Annotated[pd.DataFrame, "checked_train_rows"],
@@ -31,9 +32,10 @@ def label_issues(
 ]:
     """Train rows after ``data.label_issues``, the flagged rows, and the data report with their summary.
 
+    ``embedder`` and ``embed_precision`` are ``embedding.label_issues_model`` and ``embedding.precision``.
     Embeddings go through the home's embedding cache, so a rerun on the same data embeds nothing.
     """
-    embed = embedder_function(data.label_issue_embedder, resolve_home().embeddings, precision=embed_precision)
+    embed = embedder_function(embedder, resolve_home().embeddings, precision=embed_precision)
     kept, issues, summary = check_labels(
         train_rows, val_rows, test_rows, data.label_issues, data.label_issue_weight, embed, data.label_issue_folds, seed
     )

@@ -143,12 +143,14 @@ def augment_train(
     pool: pd.DataFrame | None = None,
     labeler: Labeler | None = None,
     seed: int = 0,
+    embedder: str | None = None,
 ) -> AugmentResult:
     """Augment ``train`` (rows with id, text, label, language) for its low-resource languages.
 
     ``embed`` is called with train texts and, for self-alignment, pool texts, nothing else.
     ``pool`` (text, language) is used only when ``cfg.self_alignment.enabled``; pool rows that
     repeat a train text or a ``holdout`` key are dropped before anything looks at them.
+    ``embedder`` (the name behind ``embed``) is recorded in the index's metadata.
     """
     train = train.reset_index(drop=True)
     counts = train.groupby("language").size().astype(int).to_dict()
@@ -158,7 +160,7 @@ def augment_train(
     vectors = embed(train["text"].tolist()) if embedded else np.zeros((0, 1), np.float32)
     index = build_index(
         vectors, train["id"].astype(str).tolist() if embedded else [], cfg.exact_index_max_rows, cfg.approximate_index, seed,
-        metadata={"embedder": cfg.embedder},
+        metadata={"embedder": embedder} if embedder else {},
     )
     added = [_retrieve(train, vectors, levels, budget, cfg, seed)] if cfg.enabled else []
     if cfg.enabled and cfg.self_alignment.enabled and pool is not None and labeler is not None:

@@ -149,7 +149,7 @@ def build_store(train_rows: pd.DataFrame, embed: Embed, embedder: str, cfg: Demo
 def load_for_model(folder: Path, precision: str = "auto") -> tuple[DemonstrationStore, Embed] | tuple[None, None]:
     """The store saved inside a merged model folder and its embedder, or (None, None).
 
-    ``precision``: the run's ``augment.embed_precision``, so served prompts pick the same examples.
+    ``precision``: the run's ``embedding.precision``, so served prompts pick the same examples.
     """
     path = Path(folder) / STORE_DIR
     if not (path / _META).is_file():

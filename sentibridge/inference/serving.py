@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from sentibridge.model.base import load_causal_lm, load_tokenizer
-from sentibridge.config import AugmentConfig, EvalConfig, ModelConfig
+from sentibridge.config import EmbeddingConfig, EvalConfig, ModelConfig, saved_value
 from sentibridge.augment.demonstrations import load_for_model
 from sentibridge.inference.label_calibration import load_offsets
 from sentibridge.model.merge import read_merged_config
@@ -55,6 +55,8 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
 
         Batch size and precision come from the ``eval`` section saved with the model (defaults of
         ``EvalConfig`` for a model saved without them); ``precision`` overrides the saved one.
+        Demonstrations are embedded with the saved ``embedding.precision`` (``augment.embed_precision``
+        in a model saved before the ``embedding`` section).
         """
         config = read_merged_config(folder)
         model_section, eval_section = config.get("model", {}), config.get("eval", {})
@@ -69,7 +71,7 @@ class SentimentModel(mlflow.pyfunc.PythonModel):
         self.precision = resolve_precision(precision, self.device)
         self.tokenizer = load_tokenizer(str(folder), model_cfg)
         self.model = load_causal_lm(str(folder), model_cfg, self.device, base_dtype(self.precision))
-        embed_precision = str(config.get("augment", {}).get("embed_precision", AugmentConfig().embed_precision))
+        embed_precision = str(saved_value(config, "embedding.precision", EmbeddingConfig().precision))
         self.store, self.embed = load_for_model(folder, embed_precision)
         self.offsets = load_offsets(folder)
         return self

@@ -96,4 +96,6 @@ def test_missing_path_and_usage_errors(home, tmp_path):
     assert usage.returncode == 2
     unknown_key = run_cli(home, "validate", "--set", "data.nope=1")
     assert unknown_key.returncode == 2 and "unknown config key 'data.nope'" in unknown_key.stderr
-    assert "Traceback" not in missing.stderr + usage.stderr + unknown_key.stderr
+    moved_key = run_cli(home, "validate", "--set", "augment.embedder=embedded:multilingual-e5-small")
+    assert moved_key.returncode == 2 and "augment.embedder moved to embedding.model" in moved_key.stderr
+    assert "Traceback" not in missing.stderr + usage.stderr + unknown_key.stderr + moved_key.stderr

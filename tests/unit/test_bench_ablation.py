@@ -77,7 +77,7 @@ def test_more_seeds_detect_smaller_effects(ablation):
 def test_default_variant_follows_the_config(ablation, tmp_path):
     assert ablation.default_variant(load_settings(None, ["augment.enabled=false"])) == "none"
     assert ablation.default_variant(load_settings(None, ["augment.enabled=true"])) == "retrieval_minilm"
-    e5 = ["augment.enabled=true", "augment.embedder=embedded:multilingual-e5-small"]
+    e5 = ["augment.enabled=true", "embedding.model=embedded:multilingual-e5-small"]
     assert ablation.default_variant(load_settings(None, e5)) == "retrieval_e5"
     assert ablation.default_variant(load_settings(None, ["augment.enabled=true", "demonstrations.k=2"])) == "retrieval_demos"
 

@@ -7,9 +7,14 @@ from pydantic import BaseModel
 
 from sentibridge.config import (
     EMBEDDED_BASE_MODEL,
+    EMBEDDED_EMBEDDER,
+    EMBEDDED_MULTILINGUAL_EMBEDDER,
+    MOVED_KEYS,
+    EmbeddingConfig,
     Settings,
     load_settings,
     parse_overrides,
+    saved_value,
 )
 from sentibridge.errors import ConfigError
 from sentibridge.tracking import settings_to_flat_dict
@@ -246,6 +251,58 @@ def test_config_error_has_its_own_exit_code():
     assert ConfigError.exit_code == 2
 
 
+# --- the embedding section, and keys that moved to it --------------------------------------
+
+
+def test_embedding_section_defaults_and_overrides(tmp_path):
+    s = load_settings()
+    assert s.embedding == EmbeddingConfig()
+    assert (s.embedding.model, s.embedding.label_issues_model) == (EMBEDDED_EMBEDDER, EMBEDDED_MULTILINGUAL_EMBEDDER)
+    assert (s.embedding.batch_size, s.embedding.precision) == (64, "auto")
+    path = write(tmp_path, "embedding:\n  model: embedded:multilingual-e5-small\n  batch_size: 16\n")
+    s = load_settings(path, ["embedding.precision=fp32"])
+    assert (s.embedding.model, s.embedding.batch_size, s.embedding.precision) == (EMBEDDED_MULTILINGUAL_EMBEDDER, 16, "fp32")
+    assert s.embedding.label_issues_model == EMBEDDED_MULTILINGUAL_EMBEDDER  # siblings keep their defaults
+
+
+def test_embedding_batch_size_is_checked():
+    with pytest.raises(ConfigError, match="'embedding.batch_size'"):
+        load_settings(None, ["embedding.batch_size=0"])
+
+
+@pytest.mark.parametrize("old, new", sorted(MOVED_KEYS.items()))
+def test_a_moved_key_names_its_new_place_in_yaml(tmp_path, old, new):
+    section, key = old.split(".")
+    path = write(tmp_path, f"{section}:\n  {key}: fp32\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert str(info.value) == f"{path}: {old} moved to {new}"
+
+
+@pytest.mark.parametrize("old, new", sorted(MOVED_KEYS.items()))
+def test_a_moved_key_names_its_new_place_in_set(old, new):
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, ["train.max_steps=1", f"{old}=fp32"])
+    assert str(info.value) == f"--set: {old} moved to {new}"
+
+
+def test_moved_keys_point_at_existing_keys_and_no_longer_exist():
+    for old, new in MOVED_KEYS.items():
+        old_section, old_key = old.split(".")
+        new_section, new_key = new.split(".")
+        assert old_key not in Settings.model_fields[old_section].annotation.model_fields, old
+        assert new_key in Settings.model_fields[new_section].annotation.model_fields, new
+
+
+def test_saved_value_reads_a_moved_key_under_its_old_name():
+    assert saved_value({"embedding": {"precision": "bf16"}}, "embedding.precision", "auto") == "bf16"
+    assert saved_value({"augment": {"embed_precision": "fp32"}}, "embedding.precision", "auto") == "fp32"
+    both = {"embedding": {"precision": "bf16"}, "augment": {"embed_precision": "fp32"}}
+    assert saved_value(both, "embedding.precision", "auto") == "bf16"  # the new name wins
+    assert saved_value({"model": {"max_length": 64}}, "embedding.precision", "auto") == "auto"
+    assert saved_value({"eval": {"batch_size": 3}}, "eval.batch_size", 16) == 3  # a key that never moved
+
+
 # --- flat dict for MLflow -------------------------------------------------------------------
 
 
@@ -275,17 +332,17 @@ def test_flat_dict_has_one_dotted_key_per_field():
 
 def test_each_stage_has_its_own_precision_and_seed():
     s = load_settings()
-    assert (s.train.precision, s.eval.precision, s.augment.embed_precision) == ("auto", "auto", "auto")
+    assert (s.train.precision, s.eval.precision, s.embedding.precision) == ("auto", "auto", "auto")
     # 42 everywhere: the same numbers as when split.seed seeded augmentation, templates and the gate.
     assert (s.split.seed, s.augment.seed, s.instructions.seed, s.train.seed, s.gate.seed) == (42, 42, 42, 42, 42)
-    s = load_settings(None, ["eval.precision=fp32", "augment.embed_precision=bf16", "instructions.seed=3", "gate.seed=4"])
-    assert (s.train.precision, s.eval.precision, s.augment.embed_precision) == ("auto", "fp32", "bf16")
+    s = load_settings(None, ["eval.precision=fp32", "embedding.precision=bf16", "instructions.seed=3", "gate.seed=4"])
+    assert (s.train.precision, s.eval.precision, s.embedding.precision) == ("auto", "fp32", "bf16")
     assert (s.instructions.seed, s.gate.seed, s.split.seed) == (3, 4, 42)
 
 
 @pytest.mark.parametrize(
     "pair, where",
-    [("eval.precision=fp16", "'eval.precision'"), ("augment.embed_precision=half", "'augment.embed_precision'")],
+    [("eval.precision=fp16", "'eval.precision'"), ("embedding.precision=half", "'embedding.precision'")],
 )
 def test_stage_precisions_are_checked(pair, where):
     with pytest.raises(ConfigError, match=where):
@@ -375,7 +432,10 @@ def _wiring(monkeypatch, settings: Settings) -> dict[str, dict]:
         ("gate.seed=7", {"gate"}),
         ("gate.min_gain=2", {"gate"}),
         ("eval.precision=fp32", {"augment", "evaluate", "gate"}),  # augment: the self-alignment labeler
-        ("augment.embed_precision=fp32", {"label_issues", "augment", "demonstrations", "instructions", "evaluate"}),
+        ("embedding.precision=fp32", {"label_issues", "augment", "demonstrations", "instructions", "evaluate"}),
+        ("embedding.model=other-embedder", {"augment", "demonstrations"}),  # the rest read the store's embedder
+        ("embedding.batch_size=8", {"augment", "demonstrations"}),
+        ("embedding.label_issues_model=other-embedder", {"label_issues"}),
         ("data.label_issues=drop", {"ingest", "split", "label_issues"}),  # the data section: cache keys of data steps
         ("demonstrations.k=2", {"demonstrations", "register"}),
     ],
@@ -434,12 +494,26 @@ def test_serving_takes_batch_size_and_precision_from_the_saved_config(tmp_path, 
     from sentibridge.model.merge import CONFIG_FILE
 
     model_class, loaded = serving_without_weights
-    saved = Settings(eval=EvalConfig(batch_size=3, precision="bf16"), augment={"embed_precision": "fp32"}).model_dump(mode="json")
+    saved = Settings(eval=EvalConfig(batch_size=3, precision="bf16"), embedding={"precision": "fp32"}).model_dump(mode="json")
     (tmp_path / CONFIG_FILE).write_text(json.dumps(saved), encoding="utf-8")
     model = model_class().load(tmp_path)
     assert (model.batch_size, model.precision, loaded["dtype"]) == (3, "bf16", torch.bfloat16)
     assert loaded["embed"] == "fp32"  # demonstrations are retrieved with the run's embedding precision
     assert model_class().load(tmp_path, precision="fp32").precision == "fp32"  # an explicit choice wins
+
+
+def test_serving_reads_the_embedding_precision_of_a_model_saved_before_the_embedding_section(
+    tmp_path, serving_without_weights
+):
+    import json
+
+    from sentibridge.model.merge import CONFIG_FILE
+
+    model_class, loaded = serving_without_weights
+    saved = {"model": {"max_length": 64}, "augment": {"embedder": "embedded:all-minilm-l6-v2", "embed_precision": "fp32"}}
+    (tmp_path / CONFIG_FILE).write_text(json.dumps(saved), encoding="utf-8")
+    model_class().load(tmp_path)
+    assert loaded["embed"] == "fp32"
 
 
 def test_serving_falls_back_to_eval_defaults_for_an_older_model(tmp_path, serving_without_weights):

@@ -97,7 +97,7 @@ def test_self_alignment_keeps_only_agreeing_confident_rows_by_level():
 def test_retrieval_adds_labelled_high_resource_neighbours_with_provenance():
     train = _rows({"en": 30, "de": 30, "hi": 6})
     embed, _ = _hash_embed()
-    result = augment_train(train, embed, AugmentConfig(enabled=True, min_similarity=-1.0, per_query_cap=2))
+    result = augment_train(train, embed, AugmentConfig(enabled=True, min_similarity=-1.0, per_query_cap=2), embedder="hash")
     added = result.rows[result.rows["origin"] == "retrieved"]
     assert len(added) == result.report.set_index("language").loc["hi", "budget"] == 12  # min(30-6, 2x6)
     assert set(added["language"]) <= {"en", "de"} and set(added["augmented_for"]) == {"hi"}
@@ -107,7 +107,7 @@ def test_retrieval_adds_labelled_high_resource_neighbours_with_provenance():
     originals = train.set_index("id")["label"]
     assert (added["id"].str.split("~").str[0].map(originals).to_numpy() == added["label"].to_numpy()).all()
     assert (result.rows["origin"] == "original").sum() == len(train)
-    assert len(result.index) == len(train)
+    assert len(result.index) == len(train) and result.index.metadata == {"embedder": "hash"}
 
 
 def test_disabled_augmentation_embeds_nothing():
@@ -147,7 +147,9 @@ def test_augmentation_never_reads_val_or_test():
     from steps.augment import augment
 
     params = set(inspect.signature(augment.entrypoint).parameters)
-    assert params == {"train_rows", "holdout_keys", "augment_cfg", "model_cfg", "eval_cfg"}
+    assert params == {
+        "train_rows", "holdout_keys", "augment_cfg", "embedder", "embed_batch_size", "embed_precision", "model_cfg", "eval_cfg"
+    }
 
 
 def test_self_labelled_rows_are_capped_and_marked():
