@@ -62,6 +62,7 @@ from sentibridge.config import (
 )
 from sentibridge.data.ingest import read_dataset
 from sentibridge.data.split import split_rows, subsample_per_language
+from sentibridge.statistics import difference_interval, pooled_sd
 
 LOW = ("hi", "ar")
 LOW_FRACTION = 0.05
@@ -132,19 +133,17 @@ def gap_summary(per_language: Mapping[str, float]) -> dict[str, float]:
 
 
 def _pooled_sd(groups: Sequence[Sequence[float]]) -> tuple[float, int]:
-    """Pooled standard deviation over groups and its degrees of freedom."""
-    ss = sum(sum((x - sum(g) / len(g)) ** 2 for x in g) for g in groups if len(g) > 1)
-    df = sum(len(g) - 1 for g in groups if len(g) > 1)
-    return (math.sqrt(ss / df) if df else float("nan")), df
+    """Pooled standard deviation over groups and its degrees of freedom (NaN without a spread)."""
+    sd, df = pooled_sd(groups)
+    return (float("nan") if sd is None else sd), df
 
 
 def _difference(ref: Sequence[float], other: Sequence[float], sd: float, df: int) -> dict[str, float]:
     """mean(other) - mean(ref) with its t interval at CONFIDENCE (pooled ``sd``, ``df``)."""
-    delta = sum(other) / len(other) - sum(ref) / len(ref)
     if not df or math.isnan(sd):
-        return {"mean": delta, "ci_low": float("nan"), "ci_high": float("nan")}
-    half = stats.t.ppf(0.5 + CONFIDENCE / 2, df) * sd * math.sqrt(1 / len(ref) + 1 / len(other))
-    return {"mean": delta, "ci_low": delta - half, "ci_high": delta + half}
+        return {"mean": statistics.fmean(other) - statistics.fmean(ref), "ci_low": float("nan"), "ci_high": float("nan")}
+    difference = difference_interval(ref, other, sd, df, CONFIDENCE)
+    return {"mean": difference["mean"], "ci_low": difference["low"], "ci_high": difference["high"]}
 
 
 def detectable_effect(sd: float, df: int, seeds: int) -> float:

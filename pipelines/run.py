@@ -222,9 +222,11 @@ def _run(
     scheduled: bool = False,
 ):
     """Activate the home and stack, run the pipeline, return the ZenML run (None when scheduled)."""
+    from sentibridge.console import quiet
     from sentibridge.data.ingest import read_dataset
     from sentibridge.data.version import data_version
-    from sentibridge.home import activate, ensure_experiment, ensure_stack, quiet
+    from sentibridge.home import activate
+    from sentibridge.stack import ensure_experiment, ensure_stack
 
     path = Path(settings.data.path)
     if not path.exists():

@@ -207,8 +207,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def _zenml_production(settings: Settings, version: str) -> str:
     """Keep the ZenML Model's production stage on the MLflow champion (text for the message)."""
-    from sentibridge.home import ensure_stack, quiet, resolve_home
+    from sentibridge.console import quiet
+    from sentibridge.home import resolve_home
     from sentibridge.registry.promotion import set_zenml_production
+    from sentibridge.stack import ensure_stack
 
     ensure_stack(resolve_home())
     with quiet():
@@ -274,7 +276,8 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     if args.print:
         print(line)
         return 0
-    from sentibridge.home import activate, ensure_stack
+    from sentibridge.home import activate
+    from sentibridge.stack import ensure_stack
 
     ensure_stack(activate())
     supported, flavor = schedule.orchestrator_supports_schedules()
@@ -412,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # MLflow's INFO lines ("Creating initial MLflow database tables...") and download bars are
     # not what a command's user asked for; its warnings and errors still show. A user's own
-    # setting wins. ZenML's console lines are filtered where pipelines run (home.quiet).
+    # setting wins. ZenML's console lines are filtered where pipelines run (console.quiet).
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = None

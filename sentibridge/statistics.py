@@ -11,6 +11,8 @@ difference between two models:
 
 ``combined_interval`` adds the two (``one_sided_interval`` is the gate's), ``drop_p_value`` tests a
 drop, and ``holm`` corrects for testing every language at once.
+Two recipes' independent seed runs, with no rows paired, compare by ``difference_interval`` over
+a seed spread pooled across recipes (``pooled_sd``; the ablation bench).
 """
 
 from __future__ import annotations
@@ -118,6 +120,34 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> dict[str, f
     se = sd / math.sqrt(len(values))
     half = float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1)) * se
     return {"mean": mean, "sd": sd, "se": se, "low": mean - half, "high": mean + half, "n": len(values)}
+
+
+def pooled_sd(groups: Sequence[Sequence[float]]) -> tuple[float | None, int]:
+    """Standard deviation pooled over groups that share one spread, and its degrees of freedom.
+
+    Each group is centred on its own mean (values minus groups degrees of freedom); a group of
+    one value adds nothing. ``(None, 0)`` without a group of two values or more.
+    """
+    spread = [(group, statistics.fmean(group)) for group in groups if len(group) > 1]
+    dof = sum(len(group) - 1 for group, _ in spread)
+    if not dof:
+        return None, 0
+    squares = sum((x - centre) ** 2 for group, centre in spread for x in group)
+    return math.sqrt(squares / dof), dof
+
+
+def difference_interval(
+    reference: Sequence[float], other: Sequence[float], sd: float, dof: int, confidence: float = 0.95,
+) -> dict[str, float]:
+    """``mean(other) - mean(reference)`` of two independent samples, with its two-sided t interval.
+
+    Student's interval: both samples share the spread ``sd`` of one value, with ``dof`` (at least
+    1) degrees of freedom, e.g. pooled over these two samples or over more groups (``pooled_sd``).
+    """
+    delta = statistics.fmean(other) - statistics.fmean(reference)
+    se = sd * math.sqrt(1 / len(reference) + 1 / len(other))
+    half = float(stats.t.ppf(0.5 + confidence / 2, dof)) * se
+    return {"mean": delta, "se": se, "low": delta - half, "high": delta + half}
 
 
 def seed_draws(se: float, dof: int | None, resamples: int, seed: int) -> np.ndarray:

@@ -1,9 +1,9 @@
 """A plain remote MLflow tracking server, as any MLflow tool uses it: ``MLFLOW_TRACKING_URI``.
 
 Without ``SENTIBRIDGE_STACK``, sentibridge registers the MLflow tracker of its home's own stack
-for that URI. ZenML's tracker insists on credentials for a remote URI; they come from MLflow's
-own variables (``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` or
-``MLFLOW_TRACKING_TOKEN``) and live in one ZenML secret that the tracker's configuration only
+for that URI (``stack.ensure_stack``). ZenML's tracker insists on credentials for a remote URI;
+they come from MLflow's own variables (``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``
+or ``MLFLOW_TRACKING_TOKEN``) and live in one ZenML secret that the tracker's configuration only
 references, so they never reach a component's config, a log line or a run's params. A server
 without auth needs no variable: the secret then holds a placeholder token that such a server
 ignores (and a server with auth rejects, with a 401 that names the missing login).

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL_CACHE = Path(os.environ.get("SENTIBRIDGE_MODEL_CACHE", REPO / ".sentibridge" / "models")).resolve()
 UMSAB = (REPO.parent / "shared" / "data" / "umsab").resolve()
 SAMPLE = REPO / "data" / "sample"
-# What `sentibridge` sets (home.activate); ZenML otherwise guesses it from ``__main__``, which a
+# What `sentibridge` sets (stack.ensure_stack); ZenML otherwise guesses it from ``__main__``, which a
 # pytest-xdist worker does not have as a file.
 os.environ.setdefault("ZENML_CUSTOM_SOURCE_ROOT", str(REPO))
 # Under pytest-xdist, each worker (and the `sentibridge` processes it starts) gets its share of

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sentibridge.home import ZENML_DB, recorded_home
+from sentibridge.relocation import ZENML_DB, recorded_home
 from tests.conftest import SAMPLE
 from tests.integration.test_validate_cli import last_json, run_cli
 

@@ -14,10 +14,12 @@ from sklearn.metrics import f1_score
 from sentibridge.statistics import (
     bootstrap_deltas,
     combined_interval,
+    difference_interval,
     holm,
     macro_f1,
     macro_f1_rows,
     paired_bootstrap,
+    pooled_sd,
     seed_draws,
     seeds_needed,
     t_interval,
@@ -178,6 +180,34 @@ def test_t_interval_matches_scipy():
 
 def test_t_interval_of_one_value_has_no_spread():
     assert t_interval([3.0]) == {"mean": 3.0, "sd": None, "se": None, "low": None, "high": None, "n": 1}
+
+
+def test_pooled_sd_centres_each_group_and_skips_single_values():
+    # Squares about each group's own mean: 2 + 8 (means 2 and 12) on 2 + 1 degrees of freedom.
+    sd, dof = pooled_sd([[1.0, 2.0, 3.0], [10.0, 14.0], [100.0]])
+    assert dof == 3 and sd == pytest.approx(math.sqrt(10 / 3))
+    assert pooled_sd([[1.0], [5.0]]) == (None, 0)
+    assert pooled_sd([]) == (None, 0)
+
+
+def test_difference_interval_over_two_samples_is_students_two_sample_interval():
+    reference, other = [0.61, 0.58, 0.64, 0.60], [0.66, 0.63, 0.70]
+    sd, dof = pooled_sd([reference, other])
+    got = difference_interval(reference, other, sd, dof, 0.95)
+    scipy_ci = stats.ttest_ind(other, reference, equal_var=True).confidence_interval(0.95)
+    assert got["mean"] == pytest.approx(np.mean(other) - np.mean(reference))
+    assert (got["low"], got["high"]) == pytest.approx((scipy_ci.low, scipy_ci.high))
+    assert got["se"] == pytest.approx(sd * math.sqrt(1 / 4 + 1 / 3))
+
+
+def test_difference_interval_takes_a_spread_pooled_over_more_groups():
+    # The same spread on more degrees of freedom: a smaller t quantile, a narrower interval.
+    reference, other = [0.60, 0.58, 0.62], [0.65, 0.63, 0.67]
+    narrow = difference_interval(reference, other, 0.02, 40)
+    wide = difference_interval(reference, other, 0.02, 4)
+    half = stats.t.ppf(0.975, 4) * 0.02 * math.sqrt(2 / 3)
+    assert (wide["low"], wide["high"]) == pytest.approx((0.05 - half, 0.05 + half))
+    assert wide["low"] < narrow["low"] < narrow["high"] < wide["high"]
 
 
 def test_seed_draws_are_seeded_and_scale_with_the_standard_error():
