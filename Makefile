@@ -11,10 +11,12 @@ export HF_HUB_OFFLINE := 1
 # torch==2.13.0 goes in first, through pip: pip reads this machine's own config (its local CPU wheel);
 # any other torch spec may pull a multi-GB CUDA build. The rest goes through uv, which installs the same
 # pinned set in about a third of pip's time (docs/testing.md) and keeps the torch already installed.
+# --compile-bytecode as pip does: with PYTHONDONTWRITEBYTECODE set, nothing else ever writes the .pyc
+# files, and every process would compile every module it imports (twice the CPU of the whole suite).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0 uv
-	$(VENV)/bin/uv pip install -q --python $(PY) -c constraints.txt -e ".[test]"
+	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(PY) -c constraints.txt -e ".[test]"
 	touch $(STAMP)
 
 install: $(STAMP)

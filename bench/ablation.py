@@ -54,12 +54,8 @@ from scipy import stats
 from bench.common import REPO, UMSAB, machine, mean, merged_weights, run_cli, write_result
 from sentibridge.augment.embedding import embed_texts, load_embedder
 from sentibridge.augment.retrieval import build_index
-from sentibridge.config import (
-    EMBEDDED_EMBEDDER,
-    EMBEDDED_MULTILINGUAL_EMBEDDER,
-    Settings,
-    load_settings,
-)
+from sentibridge.config import EMBEDDED_EMBEDDER, EMBEDDED_MULTILINGUAL_EMBEDDER, Settings
+from sentibridge.config_loading import load_settings
 from sentibridge.data.ingest import read_dataset
 from sentibridge.data.split import split_rows, subsample_per_language
 from sentibridge.statistics import difference_interval, pooled_sd

@@ -39,7 +39,8 @@ import numpy as np
 import pandas as pd
 
 from bench.common import REPO, UMSAB, machine, merged_weights, run_cli, write_result
-from sentibridge.config import Settings, load_settings
+from sentibridge.config import Settings
+from sentibridge.config_loading import load_settings
 from sentibridge.data.ingest import read_dataset
 from sentibridge.data.split import split_rows
 from sentibridge.data.validation import validate_rows

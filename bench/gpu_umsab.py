@@ -25,7 +25,7 @@ import torch
 
 from bench.common import write_result
 from sentibridge.model.base import load_causal_lm, load_tokenizer, resolve_base_model
-from sentibridge.config import load_settings
+from sentibridge.config_loading import load_settings
 from sentibridge.inference.evaluation import evaluate_predictions, results_table
 from sentibridge.home import resolve_home
 from sentibridge.data.ingest import read_dataset

@@ -42,7 +42,8 @@ import torch
 import yaml
 
 from bench.common import REPO, UMSAB, bench_rows, machine, mean, real_model_path, write_result
-from sentibridge.config import Settings, load_settings
+from sentibridge.config import Settings
+from sentibridge.config_loading import load_settings
 from sentibridge.inference.predict import predict_rows
 from sentibridge.model.base import load_causal_lm, load_tokenizer
 from sentibridge.model.instructions import build_records, export_llamafactory

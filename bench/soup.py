@@ -38,7 +38,8 @@ import pandas as pd
 
 from bench.common import REPO, UMSAB, machine, merged_weights, write_result
 from bench.calibration import calibrated_predictions, mean_change, per_language_f1, score_splits
-from sentibridge.config import Settings, load_settings
+from sentibridge.config import Settings
+from sentibridge.config_loading import load_settings
 from sentibridge.data.ingest import read_dataset
 from sentibridge.data.split import split_rows
 from sentibridge.data.validation import validate_rows

@@ -32,7 +32,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.common import REPO, UMSAB, cpu_has_bf16, cpu_model, mean, run_cli, write_result
-from sentibridge.config import Settings, load_settings
+from sentibridge.config import Settings
+from sentibridge.config_loading import load_settings
 from sentibridge.data.ingest import read_dataset
 from sentibridge.data.split import split_rows
 from sentibridge.data.validation import validate_rows

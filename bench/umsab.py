@@ -43,7 +43,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from bench.common import REPO, bench_rows, cpu_has_bf16, cpu_model, mean, run_cli
-from sentibridge.config import load_settings
+from sentibridge.config_loading import load_settings
 from sentibridge.errors import SentibridgeError
 from sentibridge.inference.evaluation import evaluate_predictions
 from sentibridge.languages import normalise_language

@@ -45,7 +45,8 @@ import torch
 from transformers import AutoConfig
 
 from bench.common import REPO, UMSAB, load_rows, machine, real_model_path
-from sentibridge.config import LoraConfig, ModelConfig, TrainConfig, load_settings
+from sentibridge.config import LoraConfig, ModelConfig, TrainConfig
+from sentibridge.config_loading import load_settings
 from sentibridge.model import training
 from sentibridge.model.batching import Example, answer_tokens, epoch_batches
 from sentibridge.model.precision import base_dtype, resolve_precision

@@ -189,7 +189,7 @@ def schedule(settings: Settings, zenml_schedule, run_config: Path | None = None)
 
 def run_config_cron(run_config: Path) -> str | None:
     """The cron expression of the ``schedule`` in a ZenML run-config file (None without one)."""
-    from sentibridge.config import read_yaml_mapping
+    from sentibridge.config_loading import read_yaml_mapping
     from sentibridge.errors import ConfigError
     from sentibridge.schedule import validate_cron
 

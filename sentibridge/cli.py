@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sentibridge.config import Settings, load_settings
+from sentibridge.config import Settings
+from sentibridge.config_loading import load_settings
 from sentibridge.errors import ConfigError, DataError, SentibridgeError, describe, reader_left
 
 if TYPE_CHECKING:

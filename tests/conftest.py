@@ -53,7 +53,7 @@ TINY_TRAIN = [
 ]
 
 
-#: A tiny Gemma-3 (2 layers, 64 wide, the real tokenizer) saved as a local base model, built once
+#: A tiny Gemma-3 (2 layers, 64 wide, Gemma's tokenizer cut to the sample: tests/tiny_tokenizer.py) saved as a local base model, built once
 #: per machine by the integration conftest. For integration tests about the stack, the servers,
 #: the registry or the CLI rather than the model: the whole pipeline runs as with Gemma-3-270M,
 #: only every forward pass is far cheaper. Label issues are off: their embedder is not what these

@@ -111,7 +111,9 @@ def mlflow_server(root: Path, auth: tuple[str, str] | None = None) -> Server:
     ``auth`` (admin, password): ``--app-name basic-auth`` with nothing allowed by default.
     """
     root.mkdir(parents=True, exist_ok=True)
-    env = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+    # Job execution (MLflow 3's GenAI jobs) starts a job runner and three huey consumers beside
+    # each server, which poll for the whole session; sentibridge submits no jobs.
+    env = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     command = [str(BIN / "mlflow"), "server"]
     if auth is not None:
         ini = root / "basic_auth.ini"

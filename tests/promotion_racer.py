@@ -13,7 +13,8 @@ import json
 import time
 from pathlib import Path
 
-from sentibridge.config import GateConfig, load_settings
+from sentibridge.config import GateConfig
+from sentibridge.config_loading import load_settings
 from sentibridge.home import resolve_home
 from sentibridge.registry import promotion as registry
 from sentibridge.registry.gate import decide

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sentibridge.config import Settings, load_settings, read_yaml_mapping
+from sentibridge.config import Settings
+from sentibridge.config_loading import load_settings, read_yaml_mapping
 from sentibridge.errors import ConfigError
 
 #: Seeds taken in order by ``--seeds N``: 42 is the config default, 7 and 123 the soup's.

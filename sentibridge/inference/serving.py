@@ -14,7 +14,8 @@ import pandas as pd
 import torch
 
 from sentibridge.model.base import load_causal_lm, load_tokenizer
-from sentibridge.config import EmbeddingConfig, EvalConfig, ModelConfig, saved_value
+from sentibridge.config import EmbeddingConfig, EvalConfig, ModelConfig
+from sentibridge.config_loading import saved_value
 from sentibridge.augment.demonstrations import load_for_model
 from sentibridge.inference.label_calibration import load_offsets
 from sentibridge.model.merge import read_merged_config

@@ -6,7 +6,6 @@ decides again against it. The barrier pattern is the one of the unit race test
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 from sentibridge.registry import promotion as registry
 from sentibridge.registry.registration import f1_tags
 from tests.conftest import REPO, cli_env
-from tests.loopback import free_port, wait_for_http
+from tests.loopback import mlflow_server as loopback_mlflow_server
 
 pytestmark = pytest.mark.integration
 
@@ -26,26 +25,16 @@ MLFLOW = Path(sys.executable).with_name("mlflow")
 
 @pytest.fixture
 def mlflow_server(tmp_path):
-    """A real ``mlflow server`` on a SQLite store, up when ``/health`` answers."""
+    """A real ``mlflow server`` on a SQLite store (``tests.loopback``), up when ``/health`` answers."""
     if not MLFLOW.is_file():
         pytest.skip("the mlflow executable next to the interpreter is missing")
-    port, root = free_port(), tmp_path / "server"
-    root.mkdir()
-    log = (root / "log").open("w")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    proc = subprocess.Popen(
-        [str(MLFLOW), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server = loopback_mlflow_server(tmp_path / "server")
+    server.start()
     try:
-        wait_for_http(f"{url}/health", proc, "mlflow server", 120, lambda: (root / "log").read_text()[-3000:], 0.5)
-        yield url
+        server.wait()
+        yield server.url
     finally:
-        os.killpg(proc.pid, 15)  # the server's own process group: its gunicorn/uvicorn workers too
-        proc.wait(timeout=60)
-        log.close()
+        server.stop()
 
 
 def test_two_machines_sharing_only_mlflow_and_a_lock_database_leave_one_champion(mlflow_server, tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from sentibridge.config import load_settings
+from sentibridge.config_loading import load_settings
 
 
 @pytest.fixture(scope="module")

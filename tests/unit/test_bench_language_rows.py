@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from sentibridge.config import load_settings
+from sentibridge.config_loading import load_settings
 from sentibridge.data.split import split_rows
 from sentibridge.data.validation import validate_rows
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sentibridge.config import load_settings
+from sentibridge.config_loading import load_settings
 
 
 @pytest.fixture(scope="module")

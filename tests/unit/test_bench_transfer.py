@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from sentibridge.config import load_settings
+from sentibridge.config_loading import load_settings
 
 
 @pytest.fixture(scope="module")

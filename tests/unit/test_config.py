@@ -9,9 +9,11 @@ from sentibridge.config import (
     EMBEDDED_BASE_MODEL,
     EMBEDDED_EMBEDDER,
     EMBEDDED_MULTILINGUAL_EMBEDDER,
-    MOVED_KEYS,
     EmbeddingConfig,
     Settings,
+)
+from sentibridge.config_loading import (
+    MOVED_KEYS,
     load_settings,
     parse_overrides,
     saved_value,
@@ -369,8 +371,9 @@ def _steps() -> dict:
     import importlib
     import pkgutil
 
-    import steps
     from zenml.steps import BaseStep
+
+    import steps
 
     found = {}
     for info in pkgutil.iter_modules(steps.__path__):

@@ -177,7 +177,7 @@ def _nearest_label_probs(frame: pd.DataFrame, train: pd.DataFrame, embed) -> np.
 
 
 def test_self_alignment_needs_a_pool_path():
-    from sentibridge.config import load_settings
+    from sentibridge.config_loading import load_settings
     from sentibridge.errors import ConfigError
 
     with pytest.raises(ConfigError, match="pool_path"):

@@ -16,7 +16,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sentibridge.config import LoraConfig, ModelConfig, TrainConfig, load_settings
+from sentibridge.config import LoraConfig, ModelConfig, TrainConfig
+from sentibridge.config_loading import load_settings
 from sentibridge.errors import ConfigError
 from sentibridge.model.base import load_causal_lm, load_tokenizer
 from sentibridge.model.launch import WorkerFailed, launch_command, train_in_workers

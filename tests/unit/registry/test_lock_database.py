@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from sentibridge.config import load_settings
+from sentibridge.config_loading import load_settings
 from sentibridge.errors import ConfigError, SentibridgeError
 from sentibridge.registry.lock import LockTimeout, PromotionLock, promotion_lock
 from tests.loopback import free_port
