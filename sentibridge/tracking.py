@@ -132,8 +132,13 @@ def log_experiment(
 
     MLflow nests a run under another through the ``mlflow.parentRunId`` tag, so each pipeline
     run (logged by ZenML's tracker) is tied to the parent afterwards. ``parent_id`` reuses the
-    parent of a resumed experiment. Returns the parent's run id.
+    parent of a resumed experiment. Runs that this tracking store does not hold (a resume from
+    another home or server: the runs folder travels, MLflow's runs do not) are left out, and a
+    parent it does not hold is created anew. Returns the parent's run id.
     """
+    child_ids = [child for child in child_ids if _has_run(client, child)]
+    if parent_id is not None and not _has_run(client, parent_id):
+        parent_id = None
     if parent_id is None:
         found = client.get_experiment_by_name(experiment)
         experiment_id = found.experiment_id if found else client.create_experiment(experiment)
@@ -148,6 +153,19 @@ def log_experiment(
         client.log_artifact(parent_id, str(path), "report")
     client.set_terminated(parent_id)
     return parent_id
+
+
+def _has_run(client: mlflow.MlflowClient, run_id: str) -> bool:
+    """Whether this tracking store holds ``run_id``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_run(run_id)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+    return True
 
 
 def settings_to_flat_dict(settings: Settings) -> dict[str, Any]:
