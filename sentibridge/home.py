@@ -2,7 +2,8 @@
 
 ``SENTIBRIDGE_HOME`` (default ``.sentibridge/`` in the working directory) holds the ZenML
 config and store, the MLflow tracking DB and artifacts, and cached models (or
-``SENTIBRIDGE_MODEL_CACHE``, to share converted models between homes). A user's own
+``SENTIBRIDGE_MODEL_CACHE``, to share converted models between homes) and sentence vectors
+(or ``SENTIBRIDGE_EMBEDDING_CACHE``). A user's own
 ``MLFLOW_TRACKING_URI``, ``ZENML_CONFIG_PATH`` or ZenML server (``ZENML_STORE_URL``) wins.
 
 ``activate`` must run before zenml is imported: ZenML reads its config path at import. It
@@ -56,8 +57,13 @@ class Home:
 
     @property
     def embeddings(self) -> Path:
-        """Sentence vectors cached by content hash (``embedding.EmbeddingCache``)."""
-        return self.root / "embeddings"
+        """Sentence vectors cached by content hash (``embedding.EmbeddingCache``).
+
+        ``SENTIBRIDGE_EMBEDDING_CACHE`` shares one cache between homes (experiments on the same
+        data, tests): a vector is keyed by its embedder and text, so any home may reuse it.
+        """
+        shared = os.environ.get("SENTIBRIDGE_EMBEDDING_CACHE")
+        return Path(shared).expanduser().resolve() if shared else self.root / "embeddings"
 
     @property
     def runs(self) -> Path:

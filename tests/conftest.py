@@ -10,6 +10,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 #: One converted Gemma for all tests and `make run` (converting takes about a minute).
 MODEL_CACHE = Path(os.environ.get("SENTIBRIDGE_MODEL_CACHE", REPO / ".sentibridge" / "models")).resolve()
+#: One sentence-vector cache for all test homes: the sample's texts are embedded once per machine,
+#: not once per home (multilingual-e5 takes ~28 s for them on one core).
+EMBEDDING_CACHE = Path(os.environ.get("SENTIBRIDGE_EMBEDDING_CACHE", REPO / ".sentibridge" / "embeddings")).resolve()
 UMSAB = (REPO.parent / "shared" / "data" / "umsab").resolve()
 SAMPLE = REPO / "data" / "sample"
 # What `sentibridge` sets (stack.ensure_stack); ZenML otherwise guesses it from ``__main__``, which a
@@ -33,6 +36,7 @@ def home(tmp_path, monkeypatch) -> Path:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("ZENML_ANALYTICS_OPT_IN", "false")
     monkeypatch.setenv("SENTIBRIDGE_MODEL_CACHE", str(MODEL_CACHE))
+    monkeypatch.setenv("SENTIBRIDGE_EMBEDDING_CACHE", str(EMBEDDING_CACHE))
     return root
 
 
@@ -68,6 +72,7 @@ def cli_env(home: Path) -> dict[str, str]:
     env.update(
         SENTIBRIDGE_HOME=str(home),
         SENTIBRIDGE_MODEL_CACHE=str(MODEL_CACHE),
+        SENTIBRIDGE_EMBEDDING_CACHE=str(EMBEDDING_CACHE),
         ZENML_ANALYTICS_OPT_IN="false",
         HF_HUB_OFFLINE="1",
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import closing
@@ -103,7 +104,8 @@ class EmbeddingCache:
             for start in range(0, len(keys), self.SHARD_ROWS):
                 part = list(keys[start : start + self.SHARD_ROWS])
                 name = hashlib.sha256("".join(part).encode()).hexdigest()[:16] + ".npz"
-                tmp = self.folder / f".{name}.tmp.npz"
+                # Per process: homes sharing the cache (SENTIBRIDGE_EMBEDDING_CACHE) may write the same shard at once.
+                tmp = self.folder / f".{name}.{os.getpid()}.tmp.npz"
                 part_vectors = vectors[start : start + self.SHARD_ROWS].astype(np.float32)
                 np.savez(tmp, keys=np.array(part, dtype="S64"), vectors=part_vectors)
                 tmp.rename(self.folder / name)  # atomic: a reader never sees half a shard

@@ -1,4 +1,9 @@
-"""`sentibridge train` end to end: real ZenML store, real MLflow, real Gemma-3-270M, a few steps."""
+"""`sentibridge train` end to end: real ZenML store, real MLflow, a few steps.
+
+A tiny Gemma-3 stands in for the base model: what is tested here is what the run records,
+registers and serves. The real Gemma-3-270M trains end to end in ``default_model`` (the
+`make run` model) and loads in ``test_gemma_model``.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +15,15 @@ import mlflow
 import pandas as pd
 import pytest
 
-from tests.conftest import SAMPLE, TINY_TRAIN, cli_env
+from tests.conftest import SAMPLE, TINY_MODEL, TINY_TRAIN, cli_env
 from tests.integration.test_validate_cli import last_json, run_cli
 
 pytestmark = pytest.mark.integration
 
 #: ``eval.calibration_min_rows=3``: the 3 val rows per language that ``eval.max_rows_per_language``
 #: leaves are enough to calibrate, so the run fits, saves and serves offsets.
-TINY = [*TINY_TRAIN, "--set", "demonstrations.k=2", "--set", "augment.enabled=true", "--set", "eval.calibration_min_rows=3"]
+TINY = [*TINY_TRAIN, *TINY_MODEL, "--set", "demonstrations.k=2", "--set", "augment.enabled=true",
+        "--set", "eval.calibration_min_rows=3"]
 
 
 #: Languages given only 2 train rows in the test's copy of the sample, so augmentation has work.

@@ -154,3 +154,42 @@ def test_a_large_store_is_split_into_bounded_shards(tmp_path, monkeypatch):
     assert sorted(sizes) == [2, 4, 4]
     found = cache.lookup([f"k{i}" for i in range(10)])
     np.testing.assert_array_equal(np.stack([found[f"k{i}"] for i in range(10)]), vectors)
+
+
+def _store_rounds(folder: str, rounds: int, start, vectors: np.ndarray) -> None:
+    """Store the same keys as the other process, round after round, both released together."""
+    cache = EmbeddingCache(Path(folder))
+    for round_ in range(rounds):
+        start.wait()
+        cache.store([f"r{round_}k{i}" for i in range(len(vectors))], vectors)
+
+
+def test_two_processes_storing_the_same_texts_at_once_leave_every_vector_readable(tmp_path):
+    """Homes sharing one cache (SENTIBRIDGE_EMBEDDING_CACHE) embed the same data at the same time."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    rounds, vectors = 20, _unit(4000, 16)  # shards big enough that the two writes overlap
+    start = context.Barrier(2, timeout=30)  # a crashed partner breaks it instead of hanging the other
+    workers = [context.Process(target=_store_rounds, args=(str(tmp_path), rounds, start, vectors)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        if worker.is_alive():
+            worker.kill()
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    keys = [f"r{round_}k{i}" for round_ in range(rounds) for i in range(len(vectors))]
+    found = EmbeddingCache(tmp_path).lookup(keys)
+    np.testing.assert_array_equal(np.stack([found[key] for key in keys]), np.concatenate([vectors] * rounds))
+    assert not list(tmp_path.glob(".*.npz"))  # no half-written shard left behind
+
+
+def test_the_environment_points_every_home_at_one_cache(tmp_path, monkeypatch):
+    from sentibridge.home import resolve_home
+
+    monkeypatch.setenv("SENTIBRIDGE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SENTIBRIDGE_EMBEDDING_CACHE", raising=False)
+    assert resolve_home().embeddings == tmp_path / "home" / "embeddings"
+    monkeypatch.setenv("SENTIBRIDGE_EMBEDDING_CACHE", str(tmp_path / "shared"))
+    assert resolve_home().embeddings == tmp_path / "shared"
