@@ -197,6 +197,14 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [markdown_table(headers, table), ""]
         if any(d["seed_noise"] != "measured" for k, d in comparison.items() if k != "paired_seeds"):
             lines += ["\\* one paired seed: the seed noise is the configured gate.seed_std, not measured.", ""]
+    precisions: dict[str, list[str]] = {}
+    for run in report["runs"]:
+        if run["status"] == "ok":
+            precision = (run.get("extra") or {}).get("train_precision") or "not recorded"
+            precisions.setdefault(precision, []).append(f"{run['recipe']} seed {run['seed']}")
+    if len(precisions) > 1:
+        lines += ["Runs trained at different precisions (CPUs with and without native bf16), which alone can move "
+                  "F1: " + "; ".join(f"{p}: {', '.join(runs)}" for p, runs in sorted(precisions.items())) + ".", ""]
     failed = [r for r in report["runs"] if r["status"] != "ok"]
     if failed:
         lines += ["## Failed runs", ""] + [f"- {r['recipe']} seed {r['seed']}: {r['error']}" for r in failed] + [""]

@@ -42,6 +42,7 @@ def test_every_recipe_and_seed_runs_once_with_one_progress_line_each(experiment)
         for seed in (42, 7):
             result = json.loads((out / "runs" / recipe / f"seed{seed}" / "result.json").read_text())
             assert result["status"] == "ok" and len(result["per_language"]) == 9
+            assert result["extra"]["device"] == "cpu" and result["extra"]["train_precision"] in {"bf16", "fp32"}
 
 
 def test_report_has_means_spreads_and_paired_intervals(experiment):

@@ -170,6 +170,15 @@ def test_markdown_shows_every_recipe_and_comparison(tmp_path):
     assert f"{report['comparisons']['big'][MEAN]['delta_points']:+.2f}" in mean_line and "✓" in mean_line
 
 
+def test_markdown_names_runs_trained_at_another_precision(tmp_path):
+    report = _report(tmp_path, FakeRunner({16: 0.5, 64: 0.9}))
+    assert "different precisions" not in markdown({"name": "same", **report})  # none recorded: one kind
+    for run in report["runs"]:
+        run["extra"] = {**run.get("extra", {}), "train_precision": "fp32" if (run["recipe"], run["seed"]) == ("big", 7) else "bf16"}
+    line = next(line for line in markdown({"name": "mixed", **report}).splitlines() if "different precisions" in line)
+    assert line.endswith("bf16: ref seed 42, big seed 42, ref seed 7, ref seed 123, big seed 123; fp32: big seed 7.")
+
+
 # --- driver ---------------------------------------------------------------------------------
 
 
