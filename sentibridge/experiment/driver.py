@@ -98,10 +98,15 @@ def _log_parent(out: Path, plan: Plan, settings: Settings, records, report: dict
     from sentibridge import tracking
     from sentibridge.home import activate
     from sentibridge.registry import promotion
+    from sentibridge.stack import ensure_experiment
 
     state_file = out / STATE
     state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else {}
-    client = promotion.client(activate().tracking_uri)
+    home = activate()
+    # A report in a home whose runs were logged elsewhere creates the experiment here: on the local
+    # store its artifacts go under the home, not into ./mlruns of the working folder.
+    ensure_experiment(home, settings.registry.experiment)
+    client = promotion.client(home.tracking_uri)
     metrics = {f"f1_{recipe}": summary["per_language"][MEAN]["f1"] for recipe, summary in report["recipes"].items()
                if summary["per_language"].get(MEAN, {}).get("f1") is not None}
     parent = tracking.log_experiment(client, settings.registry.experiment, plan.name, state.get("mlflow_parent_run_id"),
