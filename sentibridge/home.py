@@ -47,8 +47,7 @@ class Home:
 
         ``SENTIBRIDGE_MODEL_CACHE`` shares one cache between homes (tests, benchmarks).
         """
-        shared = os.environ.get("SENTIBRIDGE_MODEL_CACHE")
-        return Path(shared).expanduser().resolve() if shared else self.root / "models"
+        return _shared("SENTIBRIDGE_MODEL_CACHE") or self.root / "models"
 
     @property
     def embedded_model(self) -> Path:
@@ -62,13 +61,18 @@ class Home:
         ``SENTIBRIDGE_EMBEDDING_CACHE`` shares one cache between homes (experiments on the same
         data, tests): a vector is keyed by its embedder and text, so any home may reuse it.
         """
-        shared = os.environ.get("SENTIBRIDGE_EMBEDDING_CACHE")
-        return Path(shared).expanduser().resolve() if shared else self.root / "embeddings"
+        return _shared("SENTIBRIDGE_EMBEDDING_CACHE") or self.root / "embeddings"
 
     @property
     def runs(self) -> Path:
         """Scratch space of training runs (checkpoints)."""
         return self.root / "runs"
+
+
+def _shared(variable: str) -> Path | None:
+    """The folder an environment variable names for a cache shared between homes; None when unset."""
+    value = os.environ.get(variable)
+    return Path(value).expanduser().resolve() if value else None
 
 
 def resolve_home() -> Home:

@@ -134,16 +134,16 @@ def log_experiment(
     run (logged by ZenML's tracker) is tied to the parent afterwards. ``parent_id`` reuses the
     parent of a resumed experiment. Runs that this tracking store does not hold (a resume from
     another home or server: the runs folder travels, MLflow's runs do not) are left out, and a
-    parent it does not hold is created anew. Returns the parent's run id.
+    parent it does not hold is created anew. ``experiment`` must exist (``stack.ensure_experiment``
+    creates it with its artifacts in the home). Returns the parent's run id.
     """
     child_ids = [child for child in child_ids if _has_run(client, child)]
     if parent_id is not None and not _has_run(client, parent_id):
         parent_id = None
     if parent_id is None:
-        found = client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
         parent_id = client.create_run(
-            experiment_id, run_name=f"experiment {name}", tags={"sentibridge.experiment": name}
+            client.get_experiment_by_name(experiment).experiment_id, run_name=f"experiment {name}",
+            tags={"sentibridge.experiment": name},
         ).info.run_id
     for child in child_ids:
         client.set_tag(child, "mlflow.parentRunId", parent_id)

@@ -33,10 +33,8 @@ def pipeline_runner(plan: Plan, run_config: Path | None) -> Runner:
 
     def run_one(settings: Settings) -> Outcome:
         from pipelines import run
-        from sentibridge.model.precision import default_device, resolve_precision
 
         result = run.train(isolated(settings, plan), run_config=run_config)
-        device = default_device()
         return Outcome(
             predictions=result.predictions,
             per_language={lang: v["f1"] for lang, v in result.metrics["per_language"].items()},
@@ -46,8 +44,9 @@ def pipeline_runner(plan: Plan, run_config: Path | None) -> Runner:
             extra={"model_version": result.registration.get("model_version"),
                    "train_seconds": result.train_summary.get("train_seconds"),
                    "uncalibrated_f1_macro_avg": (result.metrics.get("calibration") or {}).get("uncalibrated_f1_macro_avg"),
-                   # CPUs with and without native bf16 train at different precisions: a confound between runs.
-                   "device": device.type, "train_precision": resolve_precision(settings.train.precision, device)},
+                   # As the train step ran them (on a remote stack, not this machine): CPUs with and
+                   # without native bf16 train at different precisions, a confound between runs.
+                   "device": result.train_summary.get("device"), "train_precision": result.train_summary.get("precision")},
         )
 
     return run_one
