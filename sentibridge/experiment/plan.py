@@ -24,6 +24,8 @@ SEED_ORDER = (42, 7, 123, 1, 2, 3, 4, 5, 6, 8, 9, 10)
 SHARED_TEST_ROWS = ("data.path", "data.min_text_chars", "data.max_text_chars", "split", "eval.max_rows_per_language")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _PLAN_KEYS = {"name", "base", "seeds", "set", "recipes"}
+#: Settings that decide how a run executes, not what it trains: changing them keeps finished runs.
+EXECUTION_ONLY = ("train.checkpoint_every", "train.resume")
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,14 @@ def settings_digest(settings: Settings) -> str:
 
     Only values that differ from the defaults count, so a release that adds a setting (with a
     default that keeps the old behaviour) still reuses the runs an earlier release finished.
+    Settings in ``EXECUTION_ONLY`` do not count either: a plan can add checkpoints to a grid
+    (so a run cut off by the end of a session resumes its training) and keep what it finished.
     """
-    blob = json.dumps(settings.model_dump(mode="json", exclude_defaults=True), sort_keys=True)
+    tree = settings.model_dump(mode="json", exclude_defaults=True)
+    for dotted in EXECUTION_ONLY:
+        section, _, key = dotted.partition(".")
+        tree.get(section, {}).pop(key, None)
+    blob = json.dumps({k: v for k, v in tree.items() if v != {}}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

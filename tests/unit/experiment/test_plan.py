@@ -206,6 +206,14 @@ def test_settings_digest_counts_only_values_that_differ_from_the_defaults():
     assert settings_digest(Recipe("r", None, ("lora.r=17",)).settings(42)) != plain
 
 
+def test_settings_digest_ignores_how_a_run_executes():
+    """Checkpoints added to a grid later keep its finished runs; what a run trains still counts."""
+    plain = settings_digest(Recipe("r", None).settings(42))
+    executed = Recipe("r", None, ("train.checkpoint_every=50", "train.resume=false"))
+    assert settings_digest(executed.settings(42)) == plain
+    assert settings_digest(Recipe("r", None, ("train.checkpoint_every=50", "lora.r=8")).settings(42)) != plain
+
+
 def test_settings_digest_survives_a_release_that_adds_a_defaulted_setting():
     """The documented point of hashing only non-defaults: a new setting at its default keeps old runs reusable."""
     from sentibridge.config import Settings
