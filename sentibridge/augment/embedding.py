@@ -33,6 +33,9 @@ from sentibridge.model.precision import autocast, resolve_precision
 #: Texts in, (N, dim) unit vectors out: what augmentation and demonstrations call.
 Embed = Callable[[list[str]], np.ndarray]
 
+#: Texts embedded, then stored, at a time: an embedding cut off loses at most this many.
+EMBED_CHUNK_ROWS = 2048
+
 
 def resolve_embedder(name: str) -> str:
     """What ``SentenceTransformer`` should load: the packaged folder for the embedded default."""
@@ -196,17 +199,24 @@ def embed_texts(
     missing = sorted({k: t for k, t in zip(keys, texts) if k not in known}.items())
     if missing:
         model = model or load_embedder(embedder)
-        with autocast(resolve_precision(precision, model.device), model.device):
-            new = model.encode(
-                [t for _, t in missing],
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=progress,
-            ).astype(np.float32)
-        known.update({k: v for (k, _), v in zip(missing, new)})
-        if cache:
-            cache.store([k for k, _ in missing], new)
+        # Stored chunk by chunk: an embedding cut off (a whole split takes many minutes on a CPU)
+        # keeps every finished chunk, and the rerun embeds only the rest.
+        chunk = max(batch_size, EMBED_CHUNK_ROWS)
+        bar = tqdm(total=len(missing), desc="embed", unit="text", disable=not progress or len(missing) <= chunk)
+        with bar, autocast(resolve_precision(precision, model.device), model.device):
+            for start in range(0, len(missing), chunk):
+                part = missing[start : start + chunk]
+                new = model.encode(
+                    [t for _, t in part],
+                    batch_size=batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=progress and len(missing) <= chunk,
+                ).astype(np.float32)
+                known.update({k: v for (k, _), v in zip(part, new)})
+                if cache:
+                    cache.store([k for k, _ in part], new)
+                bar.update(len(part))
     if not keys:
         return np.zeros((0, 0), dtype=np.float32)
     return np.stack([known[k] for k in keys]).astype(np.float32)

@@ -75,6 +75,31 @@ def test_cache_embeds_only_new_texts(tmp_path):
     assert model.encoded.count("a") == 2
 
 
+class _Interrupted(Exception):
+    pass
+
+
+def test_an_embedding_cut_off_keeps_its_finished_chunks(tmp_path, monkeypatch):
+    """A whole split embeds for many minutes: a rerun after Ctrl-C embeds only what was not stored."""
+    import sentibridge.augment.embedding as embedding
+
+    monkeypatch.setattr(embedding, "EMBED_CHUNK_ROWS", 4)
+    texts = [f"text {i}" for i in range(10)]
+
+    class _CutOff(_CountingModel):
+        def encode(self, batch, **kwargs):
+            if len(self.encoded) >= 8:
+                raise _Interrupted
+            return super().encode(batch, **kwargs)
+
+    with pytest.raises(_Interrupted):
+        embed_texts(texts, "tiny", tmp_path, batch_size=2, model=_CutOff(), progress=False)
+    rerun = _CountingModel()
+    vectors = embed_texts(texts, "tiny", tmp_path, batch_size=2, model=rerun, progress=False)
+    assert len(rerun.encoded) == 2  # the two chunks of 4 finished before the cut are not embedded again
+    np.testing.assert_array_equal(vectors, np.stack([_unit(1, 4, seed=len(t))[0] for t in texts]))
+
+
 def test_cache_shards_are_plain_arrays(tmp_path):
     cache = EmbeddingCache(tmp_path)
     cache.store(["k1", "k2"], _unit(2, 4))
