@@ -12,7 +12,7 @@ from sentibridge.config import GateConfig, Settings
 from sentibridge.registry import promotion as registry
 from sentibridge.registry.gate import decide
 from sentibridge.registry.lock import PromotionLock
-from sentibridge.registry.registration import describe_registered_model
+from sentibridge.registry.registration import describe_registered_model, f1_from_tags, f1_tags, log_and_register_model
 
 MD5 = "d41d8cd98f00b204e9800998ecf8427e.dir"
 
@@ -71,6 +71,25 @@ def test_registered_model_gets_a_description_once(mlflow_store):
     client.update_registered_model("described", description="edited in the UI")
     describe_registered_model(client, "described")
     assert client.get_registered_model("described").description == "edited in the UI"
+
+
+def test_a_version_is_registered_with_its_tags_in_one_request(mlflow_store, tmp_path, monkeypatch):
+    """Tags travel with the version's creation: on a remote server each request is a round trip
+    (and a password check), and no reader sees the version without its scores."""
+    def one_by_one(*_args, **_kwargs):
+        raise AssertionError("a tag was set on its own, after the version was created")
+
+    monkeypatch.setattr(mlflow.MlflowClient, "set_model_version_tag", one_by_one)
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    (merged / "config.json").write_text("{}")
+    tags = {"data_version": MD5, **f1_tags({"en": 0.81, "hi": 0.52})}
+    client, experiment, _ = mlflow_store
+    with mlflow.start_run(experiment_id=experiment):  # as in the register step
+        registered = log_and_register_model(merged, "tagged", tags)
+    version = client.get_model_version("tagged", registered["model_version"])
+    assert version.tags["data_version"] == MD5
+    assert f1_from_tags(version.tags) == {"en": 0.81, "hi": 0.52}
 
 
 @pytest.mark.parametrize(
