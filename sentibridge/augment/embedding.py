@@ -202,7 +202,8 @@ def embed_texts(
         # Stored chunk by chunk: an embedding cut off (a whole split takes many minutes on a CPU)
         # keeps every finished chunk, and the rerun embeds only the rest.
         chunk = max(batch_size, EMBED_CHUNK_ROWS)
-        bar = tqdm(total=len(missing), desc="embed", unit="text", disable=not progress or len(missing) <= chunk)
+        one_chunk = len(missing) <= chunk  # then the encoder's own per-batch bar, else one bar over the chunks
+        bar = tqdm(total=len(missing), desc="embed", unit="text", disable=not progress or one_chunk)
         with bar, autocast(resolve_precision(precision, model.device), model.device):
             for start in range(0, len(missing), chunk):
                 part = missing[start : start + chunk]
@@ -211,7 +212,7 @@ def embed_texts(
                     batch_size=batch_size,
                     normalize_embeddings=True,
                     convert_to_numpy=True,
-                    show_progress_bar=progress and len(missing) <= chunk,
+                    show_progress_bar=progress and one_chunk,
                 ).astype(np.float32)
                 known.update({k: v for (k, _), v in zip(part, new)})
                 if cache:
