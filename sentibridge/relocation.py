@@ -15,8 +15,8 @@ ZenML is imported (``stack.ensure_stack`` with ``moved_store_path``).
 from __future__ import annotations
 
 import contextlib
-import logging
 import sqlite3
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +26,15 @@ if TYPE_CHECKING:  # home imports this module: the type only, to keep imports on
 #: Where ZenML keeps its SQLite store, relative to its config folder (``<home>/zenml``).
 ZENML_DB = Path("local_stores") / "default_zen_store" / "zenml.db"
 
-_log = logging.getLogger(__name__)
+
+
+def _notice(message: str) -> None:
+    """Tell the user on stderr, as the docs promise, whatever was imported before.
+
+    Not ``logging``: once ZenML is imported its console handler writes to stdout, where a
+    ``--json`` command's one document goes (a caller that imported ZenML first would get it there).
+    """
+    print(message, file=sys.stderr, flush=True)
 
 
 def recorded_home(zenml_config: dict) -> Path | None:
@@ -87,7 +95,7 @@ def repoint_zenml(home: Home) -> Path | None:
     staged = config_file.with_suffix(".yaml.tmp")
     staged.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     staged.replace(config_file)
-    _log.warning("this home was copied or moved from %s: its ZenML store now points at %s", old, home.root)
+    _notice(f"this home was copied or moved from {old}: its ZenML store now points at {home.root}")
     return old
 
 
@@ -130,7 +138,7 @@ def repoint_mlflow(home: Home) -> Path | None:
             f"{database}: this home was copied from {old} and its MLflow DB cannot be re-pointed ({exc}); "
             f"its runs would write into {old}"
         ) from None
-    _log.warning("this home was copied or moved from %s: its MLflow DB now points at %s", old, home.root)
+    _notice(f"this home was copied or moved from {old}: its MLflow DB now points at {home.root}")
     return old
 
 

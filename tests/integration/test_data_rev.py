@@ -16,6 +16,7 @@ import yaml
 from sentibridge.data.dvc_source import read_at_revision
 from sentibridge.data.version import data_version
 from sentibridge.errors import DataError
+from tests.cli_fork import run_sentibridge
 from tests.conftest import SAMPLE, cli_env
 
 pytestmark = pytest.mark.integration
@@ -30,7 +31,10 @@ def _env(home: Path, scratch: Path) -> dict[str, str]:
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str], ok: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    if cmd[0] == SENTIBRIDGE:
+        proc = run_sentibridge(cmd[1:], env=env, cwd=cwd)
+    else:
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     if ok:
         assert proc.returncode == 0, f"{cmd}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}"
     return proc

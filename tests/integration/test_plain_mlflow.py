@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, SAMPLE, TINY_MODEL, TINY_TRAIN, cli_env
+from tests.cli_fork import run_sentibridge
+from tests.conftest import SAMPLE, TINY_MODEL, TINY_TRAIN, cli_env
 from tests.loopback import Server, mlflow_server
 
 pytestmark = pytest.mark.integration
 
-SENTIBRIDGE = str(Path(sys.executable).with_name("sentibridge"))
 ADMIN, PASSWORD = "admin", "a-password-only-the-test-knows"
 
 
@@ -44,9 +44,8 @@ def servers(tmp_path_factory):
 def train(home: Path, server: Server, **credentials: str) -> subprocess.CompletedProcess:
     """`sentibridge train --json` with only MLFLOW_* variables pointing at ``server``."""
     env = {**cli_env(home), "MLFLOW_TRACKING_URI": server.url, **credentials}
-    return subprocess.run(
-        [SENTIBRIDGE, "train", "--data", str(SAMPLE), "--json", *TINY_TRAIN, "--set", "train.max_steps=3", *TINY_MODEL],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    return run_sentibridge(
+        ["train", "--data", str(SAMPLE), "--json", *TINY_TRAIN, "--set", "train.max_steps=3", *TINY_MODEL], env=env, timeout=900
     )
 
 

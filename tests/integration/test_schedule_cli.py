@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_fork import run_sentibridge
 from tests.conftest import cli_env
-from tests.integration.test_validate_cli import REPO, SENTIBRIDGE
 from tests.unit.test_schedule import _FAKE_CRONTAB
 
 pytestmark = pytest.mark.integration
@@ -26,7 +26,7 @@ def _schedule(home: Path, tmp_path: Path, *args: str, crontab: bool = True) -> s
     # Without a crontab, PATH keeps only the interpreter's folder (no system crontab either).
     path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}" if crontab else str(Path(sys.executable).parent)
     env = {**cli_env(home), "PATH": path, "FAKE_CRONTAB_FILE": str(tmp_path / "table")}
-    return subprocess.run([*SENTIBRIDGE, "schedule", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return run_sentibridge(["schedule", *args], env=env, timeout=300)
 
 
 def test_local_stack_gets_a_crontab_entry_that_retrains_if_data_changed(home, tmp_path):

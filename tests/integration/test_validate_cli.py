@@ -9,17 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_fork import run_sentibridge
 from tests.conftest import REPO, SAMPLE, cli_env
 
 pytestmark = pytest.mark.integration
 
-SENTIBRIDGE = [str(Path(sys.executable).with_name("sentibridge"))]
-
 
 def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*SENTIBRIDGE, *args], cwd=REPO, env=cli_env(home), capture_output=True, text=True, timeout=600
-    )
+    return run_sentibridge(list(args), env=cli_env(home))
 
 
 def last_json(proc: subprocess.CompletedProcess) -> dict:

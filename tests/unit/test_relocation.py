@@ -100,13 +100,18 @@ def test_repoint_tree_moves_paths_uris_and_urls_but_not_siblings(tmp_path):
 # --- re-pointing a copied ZenML home ---------------------------------------------------------
 
 
-def test_a_copied_zenml_home_is_repointed_and_the_original_untouched(tmp_path):
+def test_a_copied_zenml_home_is_repointed_and_the_original_untouched(tmp_path, capsys):
     orig, copy = tmp_path / "orig", tmp_path / "copy"
     make_zenml_home(orig)
     before = (orig / "zenml" / "config.yaml").read_bytes(), artifact_uris(orig)
     shutil.copytree(orig, copy)
 
+    import zenml  # noqa: F401 - installs ZenML's console handler, which writes to stdout
+
     assert repoint_zenml(Home(root=copy, tracking_uri="")) == orig
+    told = capsys.readouterr()
+    # On stderr, as for a command, although ZenML was imported first.
+    assert told.out == "" and f"copied or moved from {orig}" in told.err
     config = yaml.safe_load((copy / "zenml" / "config.yaml").read_text())
     assert config["store"]["url"] == f"sqlite:///{copy / 'zenml' / ZENML_DB}"
     assert config["store"]["database"] == str(copy / "zenml" / ZENML_DB)

@@ -6,14 +6,14 @@ They live in one folder so that `make test`'s two workers run them on one worker
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, cli_env
-from tests.integration.test_validate_cli import SENTIBRIDGE, last_json
+from tests.cli_fork import run_sentibridge
+from tests.conftest import cli_env
+from tests.integration.test_validate_cli import last_json
 
 #: About all of the sample's test rows per language: the gate's noise is what a user of the sample sees.
 SAMPLE_TEST_ROWS = ["--set", "eval.max_rows_per_language=15"]
@@ -28,8 +28,7 @@ class TrainedHome:
 
     def cli(self, *args: str) -> dict:
         """`sentibridge <args> --json` in this home: its last JSON line, plus ``stdout``."""
-        proc = subprocess.run([*SENTIBRIDGE, *args, "--json"], cwd=REPO, env=cli_env(self.home), capture_output=True,
-                              text=True, timeout=3600)
+        proc = run_sentibridge([*args, "--json"], env=cli_env(self.home), timeout=3600)
         assert proc.returncode == 0, proc.stderr[-3000:]
         return {**last_json(proc), "stdout": proc.stdout}
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.cli_fork import run_sentibridge
 from tests.conftest import SAMPLE, TINY_MODEL, TINY_TRAIN
 from tests.integration.remote.conftest import ADMIN, ADMIN_PASSWORD, BUCKET, REPO, STACK, Remote, bucket_keys
 
@@ -42,7 +43,7 @@ def finish(proc: subprocess.Popen, timeout: float = 900) -> subprocess.Completed
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return finish(start(env, *args))
+    return run_sentibridge(list(args), env=env, timeout=900)
 
 
 def error_line(proc: subprocess.CompletedProcess) -> str:
