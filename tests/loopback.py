@@ -102,13 +102,17 @@ admin_username = {admin}
 admin_password = {password}
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 grant_default_workspace_access = false
+auth_cache_ttl_seconds = 60
 """
 
 
 def mlflow_server(root: Path, auth: tuple[str, str] | None = None) -> Server:
     """A real `mlflow server` on a free port, its stores under ``root`` (not started).
 
-    ``auth`` (admin, password): ``--app-name basic-auth`` with nothing allowed by default.
+    ``auth`` (admin, password): ``--app-name basic-auth`` with nothing allowed by default, and
+    MLflow's own cache of successful password checks on (``auth_cache_ttl_seconds``): without it
+    every request re-hashes the password, the bulk of a train's time against the server on two cores.
+    A wrong password is never cached, so the tests of refused logins are unchanged.
     """
     root.mkdir(parents=True, exist_ok=True)
     # Job execution (MLflow 3's GenAI jobs) starts a job runner and three huey consumers beside
