@@ -8,6 +8,7 @@ in a cache directory the caller owns, and that folder is reused afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -93,6 +94,33 @@ def convert_embedded_tokenizer(out_dir: Path) -> Path:
     return out_dir
 
 
+@contextlib.contextmanager
+def parsed_once():
+    """Within the block, each GGUF file is parsed once, however often transformers opens it.
+
+    Loading a GGUF tokenizer, config and weights each build a new ``gguf.GGUFReader`` (inside
+    ``transformers``' ``load_gguf_checkpoint``), and one parse of the embedded file takes about 20 s
+    on two cores: its 262k-token vocabulary is read value by value. The readers are read-only views
+    of the file, so one can serve every load.
+    """
+    import gguf
+
+    original = gguf.GGUFReader
+    readers: dict[tuple, object] = {}
+
+    def shared_reader(path, *args, **kwargs):
+        key = (str(path), args, tuple(sorted(kwargs.items())))
+        if key not in readers:
+            readers[key] = original(path, *args, **kwargs)
+        return readers[key]
+
+    gguf.GGUFReader = shared_reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
 def convert_embedded_model(cache_dir: Path, dtype: torch.dtype = torch.bfloat16) -> Path:
     """Assemble the embedded GGUF, dequantise it and save a safetensors folder at ``cache_dir``.
 
@@ -108,8 +136,9 @@ def convert_embedded_model(cache_dir: Path, dtype: torch.dtype = torch.bfloat16)
         tmp_path = Path(tmp)
         gguf_dir = tmp_path / "gguf"
         gguf_path = embedded.assemble(gguf_dir / embedded.MODEL_NAME)  # verifies the sha256
-        tokenizer = _embedded_tokenizer(gguf_path)
-        gguf_model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_path.name, dtype=torch.float32)
+        with parsed_once():
+            tokenizer = _embedded_tokenizer(gguf_path)
+            gguf_model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_path.name, dtype=torch.float32)
 
         # Rebuild from a config without the GGUF quantization_config: only then does
         # save_pretrained accept the model.

@@ -67,3 +67,30 @@ def test_a_tokenizer_is_loaded_once_per_content(tmp_path: Path, monkeypatch: pyt
     assert base.load_tokenizer(str(first), cfg) is base.load_tokenizer(str(copy), cfg)
     assert base.load_tokenizer(str(changed), cfg) is not base.load_tokenizer(str(first), cfg)
     assert loads == [str(first), str(changed)]
+
+
+def test_a_gguf_file_is_parsed_once_within_a_conversion(tmp_path: Path) -> None:
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "tiny.gguf"
+    writer = gguf.GGUFWriter(str(path), "gemma3")
+    writer.add_array("tokenizer.ggml.tokens", ["<pad>", "a", "b"])
+    writer.add_tensor("w", np.zeros((2, 2), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+    def open_as_transformers_does(file: Path):
+        from gguf import GGUFReader  # what load_gguf_checkpoint runs on each load
+
+        return GGUFReader(file)
+
+    with base.parsed_once():
+        first = open_as_transformers_does(path)
+        assert open_as_transformers_does(path) is first
+        assert [t.name for t in first.tensors] == ["w"]
+    # Outside the block a load parses the file again, as before.
+    assert open_as_transformers_does(path) is not first
+    assert gguf.GGUFReader.__name__ == "GGUFReader"
