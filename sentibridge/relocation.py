@@ -27,7 +27,6 @@ if TYPE_CHECKING:  # home imports this module: the type only, to keep imports on
 ZENML_DB = Path("local_stores") / "default_zen_store" / "zenml.db"
 
 
-
 def _notice(message: str) -> None:
     """Tell the user on stderr, as the docs promise, whatever was imported before.
 

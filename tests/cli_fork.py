@@ -39,6 +39,16 @@ PRELOAD = (
     "sentibridge.inference.predict",
     "sentibridge.inference.files",
     "peft",
+    # Imported lazily by the commands themselves (data validation, the data version, the local
+    # MLflow store, ZenML's stack components): about 3 s of every tiny `train` before these.
+    "great_expectations",
+    "dvc.repo",
+    "dvc.scm",
+    "git",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "zenml.integrations.mlflow.model_registries",
+    "zenml.deployers",
+    "zenml.log_stores",
 )
 
 #: Read at import by MLflow and ZenML, and set by ``cli.main`` and ``home.activate`` before their
@@ -93,6 +103,7 @@ def _started_server() -> subprocess.Popen:
         _server = subprocess.Popen([sys.executable, "-m", "tests.cli_fork"], cwd=REPO, env=env, stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=log, text=True, encoding="utf-8")
     if _server.stdout.readline().strip() != "ready":
+        _server.kill()
         raise RuntimeError(f"the sentibridge fork server did not start ({_server.wait()}); its log: {_log_path()}")
     atexit.register(_server.stdin.close)  # the server ends at end of input
     return _server
@@ -104,6 +115,10 @@ def _started_server() -> subprocess.Popen:
 def _serve() -> None:
     import importlib
 
+    # The answers get their own copy of stdout, and fd 1 goes to the log: what an import prints
+    # (PySpark's pandas warning, through ZenML's console handler) must not end up in the answers.
+    replies = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
     for name in PRELOAD:
         importlib.import_module(name)
     # A fork copies only the calling thread: a Python thread started by an import would be lost
@@ -111,7 +126,6 @@ def _serve() -> None:
     # pthread_atfork handlers, as in every DataLoader worker forked after `import torch`.)
     if threading.active_count() != 1:
         raise RuntimeError(f"the imports started threads {threading.enumerate()}; forking would not be safe")
-    replies = sys.stdout
     replies.write("ready\n")
     replies.flush()
     for line in sys.stdin:

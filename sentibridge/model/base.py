@@ -13,7 +13,7 @@ import hashlib
 import json
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -95,7 +95,7 @@ def convert_embedded_tokenizer(out_dir: Path) -> Path:
 
 
 @contextlib.contextmanager
-def parsed_once():
+def parsed_once() -> Iterator[None]:
     """Within the block, each GGUF file is parsed once, however often transformers opens it.
 
     Loading a GGUF tokenizer, config and weights each build a new ``gguf.GGUFReader`` (inside
@@ -108,7 +108,7 @@ def parsed_once():
     original = gguf.GGUFReader
     readers: dict[tuple, object] = {}
 
-    def shared_reader(path, *args, **kwargs):
+    def shared_reader(path: str | Path, *args: object, **kwargs: object) -> object:
         key = (str(path), args, tuple(sorted(kwargs.items())))
         if key not in readers:
             readers[key] = original(path, *args, **kwargs)
