@@ -16,13 +16,13 @@ import yaml
 from sentibridge.data.dvc_source import read_at_revision
 from sentibridge.data.version import data_version
 from sentibridge.errors import DataError
-from tests.cli_fork import run_sentibridge
+from tests.cli_fork import CONSOLE_SCRIPT, run_sentibridge
 from tests.conftest import SAMPLE, cli_env
 
 pytestmark = pytest.mark.integration
 
 DVC = Path(sys.executable).with_name("dvc")
-SENTIBRIDGE = str(Path(sys.executable).with_name("sentibridge"))
+SENTIBRIDGE = CONSOLE_SCRIPT  # the console script, for the tests about the process itself
 GIT = ["git", "-c", "user.name=sentibridge", "-c", "user.email=ci@sentibridge.invalid", "-c", "init.defaultBranch=main"]
 
 

@@ -22,13 +22,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.cli_fork import run_sentibridge
+from tests.cli_fork import CONSOLE_SCRIPT, run_sentibridge
 from tests.conftest import SAMPLE, TINY_MODEL, TINY_TRAIN
 from tests.integration.remote.conftest import ADMIN, ADMIN_PASSWORD, BUCKET, REPO, STACK, Remote, bucket_keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.remote]
 
-SENTIBRIDGE = str(Path(sys.executable).with_name("sentibridge"))
+SENTIBRIDGE = CONSOLE_SCRIPT  # the console script, for the tests about the process itself
 #: A 2-step model cannot beat the base model on every language with 3 test rows each.
 LENIENT = ["--set", "gate.mode=no_regression", "--set", "gate.max_drop=100", "--set", "gate.min_gain=0"]
 
