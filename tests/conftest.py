@@ -40,6 +40,63 @@ def home(tmp_path, monkeypatch) -> Path:
     return root
 
 
+#: A new home's ZenML store and MLflow DB, created once per machine by the libraries themselves.
+#: Creating them runs both libraries' migrations: about 10 s of CPU per home on 2 cores, a few
+#: minutes over the suite. Tests about a home's first run (``test_validate_cli``) start bare.
+HOME_TEMPLATE = REPO / ".sentibridge" / "test-home-template"
+
+_CREATE_STORES = """
+import sys
+import mlflow
+from zenml.client import Client
+Client().active_stack_model  # creates the store: tables, flavours, default user, project and stack
+mlflow.MlflowClient(tracking_uri=sys.argv[1]).search_experiments()  # creates the MLflow tables
+"""
+
+
+def seed_home(home: Path) -> Path:
+    """Give a home that does not exist yet the stores a first command would create; returns ``home``.
+
+    A copy of ``HOME_TEMPLATE`` with its ZenML store URL moved to ``home`` (as ``relocation``
+    moves a copied home, but silently: no command is being run); MLflow's empty DB records no path.
+    """
+    import importlib.metadata
+    import json
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    import yaml
+    from filelock import FileLock
+
+    from sentibridge.relocation import recorded_home, repoint_tree
+
+    build = {name: importlib.metadata.version(name) for name in ("zenml", "mlflow", "sqlalchemy")}
+    marker = HOME_TEMPLATE / "template.json"
+    HOME_TEMPLATE.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(HOME_TEMPLATE) + ".lock"):  # pytest-xdist workers build it once between them
+        if not (marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) == build):
+            tmp = Path(tempfile.mkdtemp(dir=HOME_TEMPLATE.parent, prefix=".home-template-"))
+            (tmp / "mlflow").mkdir()
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "ZENML_"))}
+            env.update(ZENML_CONFIG_PATH=str(tmp / "zenml"), ZENML_ANALYTICS_OPT_IN="false")
+            subprocess.run([sys.executable, "-c", _CREATE_STORES, f"sqlite:///{tmp / 'mlflow' / 'mlflow.db'}"],
+                           cwd=REPO, env=env, check=True, capture_output=True, timeout=600)
+            (tmp / marker.name).write_text(json.dumps(build), encoding="utf-8")
+            shutil.rmtree(HOME_TEMPLATE, ignore_errors=True)
+            tmp.rename(HOME_TEMPLATE)
+        assert not home.exists(), f"{home} exists: only a new home is seeded"
+        (home / "mlflow").mkdir(parents=True)
+        shutil.copytree(HOME_TEMPLATE / "zenml", home / "zenml")
+        shutil.copy2(HOME_TEMPLATE / "mlflow" / "mlflow.db", home / "mlflow" / "mlflow.db")
+    config_file = home / "zenml" / "config.yaml"
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    config["store"] = repoint_tree(config["store"], recorded_home(config), home)  # the folder it was built in
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return home
+
+
 @pytest.fixture(scope="session")
 def umsab() -> Path:
     if not (UMSAB / "README.md").is_file():
@@ -66,8 +123,14 @@ TINY_BASE = MODEL_CACHE / "tiny-gemma3-for-tests"
 TINY_MODEL = ["--set", f"model.base={TINY_BASE}", "--set", "data.label_issues=off"]
 
 
-def cli_env(home: Path) -> dict[str, str]:
-    """Environment for a `sentibridge` subprocess bound to ``home``."""
+def cli_env(home: Path, *, seeded: bool = True) -> dict[str, str]:
+    """Environment for a `sentibridge` subprocess bound to ``home``.
+
+    A home that does not exist yet is first given new stores (``seed_home``) unless ``seeded``
+    is False: for tests of a home's first run, and homes whose stores are remote.
+    """
+    if seeded and not home.exists():
+        seed_home(home)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "ZENML_"))}
     env.update(
         SENTIBRIDGE_HOME=str(home),

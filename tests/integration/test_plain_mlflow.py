@@ -56,7 +56,7 @@ def registered(server: Server, credentials: tuple[str, str] | None = None) -> di
         "print(json.dumps({m.name: sorted(v.version for v in c.search_model_versions(f\"name='{m.name}'\"))"
         " for m in c.search_registered_models()}))"
     )
-    env = {**cli_env(Path("/nonexistent")), "MLFLOW_TRACKING_URI": server.url}
+    env = {**cli_env(Path("/nonexistent"), seeded=False), "MLFLOW_TRACKING_URI": server.url}
     if credentials:
         env.update(MLFLOW_TRACKING_USERNAME=credentials[0], MLFLOW_TRACKING_PASSWORD=credentials[1])
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)

@@ -33,6 +33,8 @@ def closed_port() -> int:
 def test_stopped_tracking_server_is_one_line_and_exit_1(tmp_path, command):
     uri = f"http://127.0.0.1:{closed_port()}"
     env = {**cli_env(tmp_path / "home"), "MLFLOW_TRACKING_URI": uri}
+    # The console script, not a fork of a warm interpreter (tests/cli_fork.py): where MLflow's
+    # retry warnings go depends on what was imported first, and they must not reach stdout.
     proc = subprocess.run(
         [SENTIBRIDGE, *command, "--data", str(SAMPLE), "--json"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,

@@ -15,8 +15,9 @@ from tests.conftest import REPO, SAMPLE, cli_env
 pytestmark = pytest.mark.integration
 
 
-def run_cli(home: Path, *args: str) -> subprocess.CompletedProcess:
-    return run_sentibridge(list(args), env=cli_env(home))
+def run_cli(home: Path, *args: str, seeded: bool = True) -> subprocess.CompletedProcess:
+    """`sentibridge <args>` in ``home`` (``seeded``: see ``cli_env``)."""
+    return run_sentibridge(list(args), env=cli_env(home, seeded=seeded))
 
 
 def last_json(proc: subprocess.CompletedProcess) -> dict:
@@ -24,7 +25,8 @@ def last_json(proc: subprocess.CompletedProcess) -> dict:
 
 
 def test_sample_data_validates_and_registers_the_stack(home):
-    proc = run_cli(home, "validate", "--data", str(SAMPLE), "--json")
+    # A bare home: ZenML and MLflow create their stores in this first run, as for a new user.
+    proc = run_cli(home, "validate", "--data", str(SAMPLE), "--json", seeded=False)
     assert proc.returncode == 0, proc.stderr
     report = last_json(proc)
     assert report["rows_in"] == report["rows_valid"] + report["rows_quarantined"] == 648
@@ -76,7 +78,7 @@ def test_umsab_counts_and_french_leakage(home, umsab):
 def test_bad_input_is_one_line_and_exit_1(home, tmp_path, content, name, message, readable):
     path = tmp_path / name
     path.write_text(content, encoding="utf-8")
-    proc = run_cli(home, "validate", "--data", str(path), "--json")
+    proc = run_cli(home, "validate", "--data", str(path), "--json", seeded=False)  # which failures create stores
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr + proc.stdout
     assert message in proc.stderr

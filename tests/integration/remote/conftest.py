@@ -44,7 +44,7 @@ class Remote:
 
     def env(self, home: Path, credentials: tuple[str, str] | None = (ADMIN, ADMIN_PASSWORD), **extra: str) -> dict[str, str]:
         """A `sentibridge` subprocess bound to ``home``, the ZenML server, the stack and MLflow."""
-        env = {**cli_env(home), **AWS, **client_config(home, self)}
+        env = {**cli_env(home, seeded=False), **AWS, **client_config(home, self)}
         env.update(SENTIBRIDGE_STACK=STACK, SENTIBRIDGE_MODEL_CACHE=str(MODEL_CACHE))
         if credentials is not None:
             env.update(MLFLOW_TRACKING_USERNAME=credentials[0], MLFLOW_TRACKING_PASSWORD=credentials[1])
@@ -113,7 +113,7 @@ def remote_session(tmp_path_factory):
         import boto3
 
         boto3.client("s3", endpoint_url=remote.s3.url, **_boto_credentials()).create_bucket(Bucket=BUCKET)
-        env = {**cli_env(root / "registrar"), **AWS, **client_config(root / "registrar", remote)}
+        env = {**cli_env(root / "registrar", seeded=False), **AWS, **client_config(root / "registrar", remote)}
         proc = subprocess.run(
             [sys.executable, "-c", REGISTER_STACK, BUCKET, remote.s3.url, STACK, remote.mlflow.url, ADMIN, ADMIN_PASSWORD],
             env=env, cwd=REPO, capture_output=True, text=True, timeout=300,

@@ -34,6 +34,22 @@ def test_metrics_per_language_and_average():
     assert list(report.table["language"]) == ["ar", "en"]
 
 
+def test_metrics_match_sklearn_on_random_predictions():
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+    rng = np.random.default_rng(3)
+    languages = rng.choice(["ar", "en", "hi"], 400)
+    # Skewed draws, so that some language lacks a class in its labels or predictions.
+    true, pred = rng.choice(3, 400, p=[0.6, 0.05, 0.35]), rng.choice(3, 400, p=[0.5, 0.0, 0.5])
+    report = evaluate_predictions(languages, true, pred)
+    for language in ("ar", "en", "hi"):
+        mine = languages == language
+        assert report.metrics[f"f1_{language}"] == pytest.approx(f1_score(true[mine], pred[mine], average="macro", zero_division=0))
+        assert report.metrics[f"accuracy_{language}"] == pytest.approx(accuracy_score(true[mine], pred[mine]))
+        np.testing.assert_array_equal(report.confusion[language], confusion_matrix(true[mine], pred[mine], labels=[0, 1, 2]))
+    assert report.metrics["accuracy_overall"] == pytest.approx(accuracy_score(true, pred))
+
+
 def test_plots_and_tables(tmp_path):
     report = evaluate_predictions(LANGS, TRUE, PRED)
     for path in (plot_f1_by_language(report, tmp_path), plot_confusion_matrices(report, tmp_path)):
