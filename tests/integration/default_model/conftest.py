@@ -19,6 +19,15 @@ from tests.integration.test_validate_cli import last_json
 SAMPLE_TEST_ROWS = ["--set", "eval.max_rows_per_language=15"]
 
 
+@pytest.fixture(scope="session")
+def tiny_base() -> None:
+    """Nothing: this folder trains the real Gemma-3-270M.
+
+    Overrides the integration tests' autouse build of the tiny base, which on this folder's
+    worker would only wait, at the start of the session, for the other worker to build it.
+    """
+
+
 @dataclass
 class TrainedHome:
     """A project home holding v1, trained with the default config; ``result`` is its `train --json`."""
