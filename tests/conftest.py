@@ -250,7 +250,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Queue the long units first: the shared folders, then integration modules, then unit tests.
+    """Queue the long units first: the shared folders, then integration and slow modules, then unit tests.
 
     With two workers the session ends when its longest unit does, so that unit must not start
     last (``--no-loadscope-reorder`` keeps this order). Without xdist only the order changes.
@@ -258,6 +258,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     def rank(item: pytest.Item) -> int:
         if _scope(item.nodeid) in SHARED_FOLDERS:
             return 0
-        return 1 if item.get_closest_marker("integration") else 2
+        return 1 if item.get_closest_marker("integration") or item.get_closest_marker("slow") else 2
 
     items.sort(key=rank)  # stable: the collection order within a rank

@@ -49,6 +49,7 @@ def _aliases(client, name: str) -> dict[str, str]:
 
 
 
+@pytest.mark.slow  # two interpreters importing MLflow
 def test_two_processes_cannot_both_become_champion(mlflow_db, tmp_path):
     uri, client, root = mlflow_db
     name = "race"
