@@ -57,8 +57,9 @@ mlflow.MlflowClient(tracking_uri=sys.argv[1]).search_experiments()  # creates th
 def seed_home(home: Path) -> Path:
     """Give a home that does not exist yet the stores a first command would create; returns ``home``.
 
-    A copy of ``HOME_TEMPLATE`` with its ZenML store URL moved to ``home`` (as ``relocation``
-    moves a copied home, but silently: no command is being run); MLflow's empty DB records no path.
+    A copy of ``HOME_TEMPLATE``, its ZenML config and store moved to ``home`` as a copied home's
+    are (``relocation``; its notice goes to the test's captured stderr, not a command's). MLflow's
+    empty DB records no path.
     """
     import importlib.metadata
     import json
@@ -67,10 +68,10 @@ def seed_home(home: Path) -> Path:
     import sys
     import tempfile
 
-    import yaml
     from filelock import FileLock
 
-    from sentibridge.relocation import recorded_home, repoint_tree
+    from sentibridge.home import Home
+    from sentibridge.relocation import repoint_zenml
 
     build = {name: importlib.metadata.version(name) for name in ("zenml", "mlflow", "sqlalchemy")}
     marker = HOME_TEMPLATE / "template.json"
@@ -90,10 +91,7 @@ def seed_home(home: Path) -> Path:
         (home / "mlflow").mkdir(parents=True)
         shutil.copytree(HOME_TEMPLATE / "zenml", home / "zenml")
         shutil.copy2(HOME_TEMPLATE / "mlflow" / "mlflow.db", home / "mlflow" / "mlflow.db")
-    config_file = home / "zenml" / "config.yaml"
-    config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
-    config["store"] = repoint_tree(config["store"], recorded_home(config), home)  # the folder it was built in
-    config_file.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    repoint_zenml(Home(root=home, tracking_uri=""))  # from the folder the template was built in
     return home
 
 
