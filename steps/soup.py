@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -9,13 +10,14 @@ from typing import Annotated, Any
 from zenml import log_metadata, step
 
 from sentibridge.errors import SentibridgeError
+from sentibridge.home import resolve_home
 from sentibridge.model.soup import soup_adapters
 from steps.scratch import output_folder
 
 #: Keys of a member's train summary that hold for the whole soup (the members share them).
 SHARED_KEYS = ("base_model", "precision", "device", "world_size", "train_records")
 #: Per-member numbers kept under "soup"; a soup has no loss of its own until it is evaluated.
-MEMBER_KEYS = ("train_loss", "eval_loss", "steps")
+MEMBER_KEYS = ("train_loss", "eval_loss", "steps", "resumed_from")
 
 
 def soup_summary(train_summaries: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> dict[str, Any]:
@@ -57,6 +59,12 @@ def soup(
     # The inputs arrive as temporary folders: soup.json names the members by seed instead.
     names = [f"seed{seed}" for seed in seeds]
     adapter = soup_adapters([Path(a) for a in lora_adapters], output_folder("lora_adapter") / "adapter", names)
+    # The members kept their final checkpoints (train's ``keep_final``) for a soup interrupted
+    # before this point; now the soup holds them, so a rerun trains afresh like any finished run.
+    runs = resolve_home().runs
+    for member in train_summaries:
+        if member.get("run_key"):
+            shutil.rmtree(runs / member["run_key"], ignore_errors=True)
     log_metadata(metadata=_flat_metadata(summary), artifact_name="lora_adapter", infer_artifact=True)
     return adapter, summary
 

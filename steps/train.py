@@ -14,6 +14,7 @@ from zenml import log_metadata, step
 from materializers.records import InstructionRecords
 from sentibridge import tracking
 from sentibridge.model.base import load_causal_lm, load_tokenizer, resolve_base_model
+from sentibridge.model.checkpoints import keep_latest_checkpoint
 from sentibridge.config import LoraConfig, ModelConfig, Settings, TrainConfig
 from sentibridge.home import resolve_home
 from sentibridge.model.precision import base_dtype, default_device, resolve_precision
@@ -58,17 +59,20 @@ def train(
     train_cfg: TrainConfig,
     data_report: dict,
     run_config: dict,
+    keep_final: bool = False,
 ) -> tuple[Annotated[Path, "lora_adapter"], Annotated[dict, "train_summary"]]:
     """Fine-tune a LoRA adapter on the base model; log params, loss, lr, tokens/s to MLflow.
 
     ``run_config`` (the whole resolved configuration) is only logged, as the run's params; the
-    training itself reads ``model_cfg``, ``lora_cfg`` and ``train_cfg``.
+    training itself reads ``model_cfg``, ``lora_cfg`` and ``train_cfg``. ``keep_final`` (soup
+    members) keeps the final checkpoint until the ``soup`` step has averaged the adapter.
     """
     tracking.log_run_context(Settings.model_validate(run_config), data_report)
     home = resolve_home()
     base = resolve_base_model(model_cfg, home.embedded_model)
     device = default_device()
-    output_dir = home.runs / run_key(model_cfg, lora_cfg, train_cfg, train_records, val_records)
+    key = run_key(model_cfg, lora_cfg, train_cfg, train_records, val_records)
+    output_dir = home.runs / key
     job = TrainJob(base, model_cfg, lora_cfg, train_cfg, train_records, val_records, output_dir, device.type)
     if needs_workers(train_cfg):
         # N data-parallel workers; their main rank's step metrics reach this run afterwards.
@@ -90,12 +94,18 @@ def train(
         "device": str(device),
         "world_size": result.world_size,
         "train_records": len(train_records),
+        "run_key": key,
     }
     tracking.log_metrics({k: summary[k] for k in ("train_loss", "tokens_per_s", "train_seconds") if summary[k] is not None})
     log_metadata(metadata={k: v for k, v in summary.items() if v is not None}, artifact_name="lora_adapter", infer_artifact=True)
-    # Checkpoints exist to resume an interrupted run; a finished run's adapter lives on as the
-    # artifact, and leaving checkpoints behind would make the next identical run "resume" at its end.
     adapter = output_folder("lora_adapter") / "adapter"
     shutil.copytree(result.adapter_dir, adapter)
-    shutil.rmtree(output_dir, ignore_errors=True)
+    if keep_final:
+        # A soup is one run made of K trainings: until the soup step has them all, an interrupted
+        # soup must "resume" its finished members at their end rather than train them again.
+        keep_latest_checkpoint(output_dir)
+    else:
+        # Checkpoints exist to resume an interrupted run; a finished run's adapter lives on as the
+        # artifact, and leaving checkpoints behind would make the next identical run "resume" at its end.
+        shutil.rmtree(output_dir, ignore_errors=True)
     return adapter, summary

@@ -29,6 +29,15 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+def keep_latest_checkpoint(output_dir: Path) -> Path | None:
+    """Delete every checkpoint in ``output_dir`` but the latest finished one, which is returned."""
+    latest = latest_checkpoint(output_dir)
+    for path in Path(output_dir).glob("*checkpoint-*"):  # older ones, and temp folders of killed saves
+        if path != latest and path.is_dir():
+            shutil.rmtree(path)
+    return latest
+
+
 def keep_adapter_only(accelerator: Accelerator, peft_model: PeftModel) -> None:
     """Make ``save_state``/``load_state`` keep the LoRA weights alone where Accelerate handles the model.
 

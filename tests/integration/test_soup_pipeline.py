@@ -26,11 +26,11 @@ def souped(tmp_path_factory):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = last_json(proc)
     mlflow.set_tracking_uri(result["tracking_uri"])
-    return result, mlflow.MlflowClient()
+    return result, mlflow.MlflowClient(), home
 
 
 def test_one_model_from_three_members(souped):
-    result, client = souped
+    result, client, _ = souped
     assert result["train"]["soup"]["seeds"] == SEEDS
     assert [m["seed"] for m in result["train"]["soup"]["members"]] == SEEDS
     assert result["train"]["steps"] == 2 * len(SEEDS)
@@ -39,8 +39,16 @@ def test_one_model_from_three_members(souped):
     assert version.tags["soup_seeds"] == "42,7,123"
 
 
+def test_members_keep_their_final_checkpoint_only_until_souped(souped):
+    result, _, home = souped
+    members = result["train"]["soup"]["members"]
+    assert [m["resumed_from"] for m in members] == [0, 0, 0]  # a fresh home: every member trained
+    # Each member kept its final checkpoint for an interrupted soup to resume; the soup cleared them.
+    assert (home / "runs").is_dir() and not list((home / "runs").iterdir())
+
+
 def test_mlflow_run_lists_members_with_their_per_language_f1(souped):
-    result, client = souped
+    result, client, _ = souped
     run = client.get_run(result["mlflow_run_id"])
     for seed in SEEDS:
         for language in result["per_language"]:
@@ -51,13 +59,13 @@ def test_mlflow_run_lists_members_with_their_per_language_f1(souped):
 
 
 def test_gate_uses_the_members_measured_seed_spread_and_says_so(souped):
-    result, _ = souped
+    result, _, _ = souped
     rule = result["decision"]["rule"]
     assert rule["seed_noise_source"] == "measured on 3 soup members"
 
 
 def test_label_issues_are_logged_and_flagged_train_rows_dropped(souped):
-    result, client = souped
+    result, client, _ = souped
     path = client.download_artifacts(result["mlflow_run_id"], "data/label_issues.json")
     issues = json.loads(open(path).read())
     assert issues["mode"] == "drop"

@@ -225,17 +225,20 @@ def test_nothing_to_soup_or_nowhere_to_put_it(members, tmp_path):
 def test_soup_summary_sums_the_cost_and_keeps_each_member():
     from steps.soup import soup_summary
 
-    def member(loss, steps, seconds, tokens_per_s):
+    def member(loss, steps, seconds, tokens_per_s, resumed_from=None):
         return {"base_model": "b", "precision": "bf16", "device": "cpu", "world_size": 1, "train_records": 10,
                 "steps": steps, "train_loss": loss, "eval_loss": loss + 1, "train_seconds": seconds,
-                "tokens_per_s": tokens_per_s, "resumed_from": None}
+                "tokens_per_s": tokens_per_s, "resumed_from": resumed_from, "run_key": f"key{steps}"}
 
-    summary = soup_summary([member(0.5, 10, 1.0, 100.0), member(0.7, 12, 3.0, 60.0)], [3, 4])
+    # The second member finished before an interruption: the rerun resumed it at its end.
+    summary = soup_summary([member(0.5, 10, 1.0, 100.0), member(0.7, 12, 3.0, 60.0, resumed_from=12)], [3, 4])
     assert summary == {
         "base_model": "b", "precision": "bf16", "device": "cpu", "world_size": 1, "train_records": 10,
-        "steps": 22, "train_seconds": 4.0, "tokens_per_s": (100.0 + 180.0) / 4.0, "resumed_from": 0,
-        "soup": {"seeds": [3, 4], "members": [{"seed": 3, "train_loss": 0.5, "eval_loss": 1.5, "steps": 10},
-                                              {"seed": 4, "train_loss": 0.7, "eval_loss": 1.7, "steps": 12}]},
+        "steps": 22, "train_seconds": 4.0, "tokens_per_s": (100.0 + 180.0) / 4.0, "resumed_from": 12,
+        "soup": {"seeds": [3, 4], "members": [
+            {"seed": 3, "train_loss": 0.5, "eval_loss": 1.5, "steps": 10, "resumed_from": None},
+            {"seed": 4, "train_loss": 0.7, "eval_loss": 1.7, "steps": 12, "resumed_from": 12},
+        ]},
     }
     with pytest.raises(SentibridgeError, match="one train summary per seed"):
         soup_summary([member(0.5, 10, 1.0, 1.0)], [3, 4])

@@ -11,7 +11,7 @@ from sentibridge.config import LoraConfig, ModelConfig, TrainConfig
 from sentibridge.model.instructions import build_records
 from sentibridge.model.precision import cpu_supports_bf16, resolve_precision
 from sentibridge.model.batching import IGNORE_INDEX, collate, encode_records, epoch_batches
-from sentibridge.model.checkpoints import latest_checkpoint
+from sentibridge.model.checkpoints import keep_latest_checkpoint, latest_checkpoint
 from sentibridge.model.training import TrainJob, add_lora, answer_loss_sum, train_lora
 
 TEXTS = [
@@ -191,6 +191,28 @@ def test_resume_matches_uninterrupted_run(records, gemma_tokenizer, tiny_gemma, 
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
     assert resumed.train_loss == pytest.approx(straight.train_loss, rel=1e-5)
     assert resumed.eval_loss == pytest.approx(straight.eval_loss, rel=1e-5)
+
+
+def test_finished_run_with_its_final_checkpoint_kept_resumes_at_its_end(records, gemma_tokenizer, tiny_gemma, tmp_path):
+    """What a soup member relies on: rerun after an interrupted soup, it trains no step again."""
+    cfg = _train_cfg(max_steps=4, checkpoint_every=1)
+    first = train_lora(tiny_gemma(0), gemma_tokenizer, _job(records, records, cfg, tmp_path), progress=False)
+    (tmp_path / ".checkpoint-9.tmp").mkdir()  # left by a save that was killed
+    assert keep_latest_checkpoint(tmp_path).name == "checkpoint-4"
+    assert sorted(p.name for p in tmp_path.glob("*checkpoint-*")) == ["checkpoint-4"]
+    adapter = _adapter_state(tmp_path)
+
+    logged = []
+    again = train_lora(tiny_gemma(0), gemma_tokenizer, _job(records, records, cfg, tmp_path), lambda step, m: logged.append(m), False)
+    assert again.resumed_from == 4 == again.steps
+    assert not [m for m in logged if "loss" in m]  # no training step ran
+    assert again.train_loss == pytest.approx(first.train_loss, rel=1e-6)
+    assert again.eval_loss == pytest.approx(first.eval_loss, rel=1e-5)
+    assert again.tokens_per_s == 0.0
+    rewritten = _adapter_state(tmp_path)
+    for key in adapter:  # the restored weights, not a fresh LoRA initialisation
+        torch.testing.assert_close(rewritten[key], adapter[key], rtol=0, atol=0)
+    assert keep_latest_checkpoint(tmp_path / "none") is None
 
 
 def test_no_resume_starts_over(records, gemma_tokenizer, tiny_gemma, tmp_path):
