@@ -16,8 +16,8 @@ from steps.scratch import output_folder
 
 #: Keys of a member's train summary that hold for the whole soup (the members share them).
 SHARED_KEYS = ("base_model", "precision", "device", "world_size", "train_records")
-#: Per-member numbers kept under "soup"; a soup has no loss of its own until it is evaluated.
-MEMBER_KEYS = ("train_loss", "eval_loss", "steps", "resumed_from")
+#: Per-member values kept under "soup"; a soup has no loss of its own until it is evaluated.
+MEMBER_KEYS = ("train_loss", "eval_loss", "steps", "resumed_from", "run_key")
 
 
 def soup_summary(train_summaries: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> dict[str, Any]:

@@ -1,36 +1,67 @@
 """`train.soup_seeds`: K train steps, one soup step, one model evaluated, registered and gated.
 
-Also runs the label-issue step in ``drop`` mode inside the real pipeline.
+The soup is first killed while its second member saves its final checkpoint (the first member's
+step has finished by then), then run again to the end, as a run cut off by a session's end is. Also runs the label-issue step in ``drop`` mode
+inside the real pipeline.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import mlflow
 import pytest
 
-from tests.conftest import SAMPLE, TINY_MODEL, TINY_TRAIN
+from tests.conftest import REPO, SAMPLE, TINY_MODEL, TINY_TRAIN, cli_env
 from tests.integration.test_validate_cli import last_json, run_cli
 
 pytestmark = pytest.mark.integration
 
 SEEDS = [42, 7, 123]
+STEPS = 2  # TINY_TRAIN's train.max_steps
+ARGS = ["train", "--config", "configs/default.yaml", "--data", str(SAMPLE), *TINY_TRAIN, *TINY_MODEL,
+        "--set", f"train.soup_seeds={json.dumps(SEEDS)}", "--set", "data.label_issues=drop", "--json"]
+
+
+def kill_at_second_member(home: Path, timeout: float = 600) -> list[str]:
+    """Start the soup, SIGKILL it when a 2nd member's final checkpoint is written; the run folders left."""
+    runs = home / "runs"
+    with open(home.parent / "killed.log", "w") as log:
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("sentibridge")), *ARGS], cwd=REPO,
+                                env=cli_env(home), stdout=log, stderr=log, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        try:
+            # save_checkpoint renames a finished folder into place: its state file means "saved".
+            while len(list(runs.glob(f"*/checkpoint-{STEPS}/trainer_state.json"))) < 2:
+                assert proc.poll() is None, "the soup ended before two members' final checkpoints existed together"
+                assert time.monotonic() < deadline, "two members did not finish in time"
+                time.sleep(0.05)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return sorted(path.name for path in runs.iterdir())
 
 
 @pytest.fixture(scope="module")
 def souped(tmp_path_factory):
     home = tmp_path_factory.mktemp("soup") / "home"
-    proc = run_cli(home, "train", "--config", "configs/default.yaml", "--data", str(SAMPLE), *TINY_TRAIN, *TINY_MODEL,
-                   "--set", f"train.soup_seeds={json.dumps(SEEDS)}", "--set", "data.label_issues=drop", "--json")
+    left = kill_at_second_member(home)
+    proc = run_cli(home, *ARGS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = last_json(proc)
     mlflow.set_tracking_uri(result["tracking_uri"])
-    return result, mlflow.MlflowClient(), home
+    return result, mlflow.MlflowClient(), home, left
 
 
 def test_one_model_from_three_members(souped):
-    result, client, _ = souped
+    result, client, *_ = souped
     assert result["train"]["soup"]["seeds"] == SEEDS
     assert [m["seed"] for m in result["train"]["soup"]["members"]] == SEEDS
     assert result["train"]["steps"] == 2 * len(SEEDS)
@@ -39,16 +70,22 @@ def test_one_model_from_three_members(souped):
     assert version.tags["soup_seeds"] == "42,7,123"
 
 
-def test_members_keep_their_final_checkpoint_only_until_souped(souped):
-    result, _, home = souped
-    members = result["train"]["soup"]["members"]
-    assert [m["resumed_from"] for m in members] == [0, 0, 0]  # a fresh home: every member trained
-    # Each member kept its final checkpoint for an interrupted soup to resume; the soup cleared them.
-    assert (home / "runs").is_dir() and not list((home / "runs").iterdir())
+def test_a_killed_soup_resumes_its_finished_members_at_their_end(souped):
+    result, _, home, left = souped
+    # The first member's step had finished and still kept its folder (train's keep_final); the
+    # second was killed as it saved.
+    assert len(left) == 2
+    members = {m["run_key"]: m for m in result["train"]["soup"]["members"]}
+    assert set(left) < set(members) and len(members) == len(SEEDS)
+    for key in left:
+        assert members[key]["resumed_from"] == members[key]["steps"] == STEPS  # no step trained again
+    assert [m["resumed_from"] for key, m in members.items() if key not in left] == [0]
+    # The soup holds the members now, so it cleared their folders: an identical rerun trains afresh.
+    assert not list((home / "runs").iterdir())
 
 
 def test_mlflow_run_lists_members_with_their_per_language_f1(souped):
-    result, client, _ = souped
+    result, client, *_ = souped
     run = client.get_run(result["mlflow_run_id"])
     for seed in SEEDS:
         for language in result["per_language"]:
@@ -59,13 +96,13 @@ def test_mlflow_run_lists_members_with_their_per_language_f1(souped):
 
 
 def test_gate_uses_the_members_measured_seed_spread_and_says_so(souped):
-    result, _, _ = souped
+    result, *_ = souped
     rule = result["decision"]["rule"]
     assert rule["seed_noise_source"] == "measured on 3 soup members"
 
 
 def test_label_issues_are_logged_and_flagged_train_rows_dropped(souped):
-    result, client, _ = souped
+    result, client, *_ = souped
     path = client.download_artifacts(result["mlflow_run_id"], "data/label_issues.json")
     issues = json.loads(open(path).read())
     assert issues["mode"] == "drop"

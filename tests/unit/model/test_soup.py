@@ -236,8 +236,8 @@ def test_soup_summary_sums_the_cost_and_keeps_each_member():
         "base_model": "b", "precision": "bf16", "device": "cpu", "world_size": 1, "train_records": 10,
         "steps": 22, "train_seconds": 4.0, "tokens_per_s": (100.0 + 180.0) / 4.0, "resumed_from": 12,
         "soup": {"seeds": [3, 4], "members": [
-            {"seed": 3, "train_loss": 0.5, "eval_loss": 1.5, "steps": 10, "resumed_from": None},
-            {"seed": 4, "train_loss": 0.7, "eval_loss": 1.7, "steps": 12, "resumed_from": 12},
+            {"seed": 3, "train_loss": 0.5, "eval_loss": 1.5, "steps": 10, "resumed_from": None, "run_key": "key10"},
+            {"seed": 4, "train_loss": 0.7, "eval_loss": 1.7, "steps": 12, "resumed_from": 12, "run_key": "key12"},
         ]},
     }
     with pytest.raises(SentibridgeError, match="one train summary per seed"):
