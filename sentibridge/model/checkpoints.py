@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from accelerate import Accelerator
@@ -17,6 +17,20 @@ from peft import PeftModel, get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors.torch import load_file
 
 _STATE = "trainer_state.json"
+
+
+@dataclass
+class Progress:
+    """Where a run stands: steps done, their losses, and the training time and tokens they cost.
+
+    The time and tokens travel with the checkpoint so that a run resumed, even several times,
+    reports what its whole training cost rather than its last leg's.
+    """
+
+    step: int = 0
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    tokens: int = 0
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
@@ -61,12 +75,13 @@ def keep_adapter_only(accelerator: Accelerator, peft_model: PeftModel) -> None:
     accelerator.register_load_state_pre_hook(load)
 
 
-def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, losses: Sequence[float]) -> Path:
-    """``output_dir/checkpoint-<step>``: ``accelerator.save_state`` plus the step; call on all ranks.
+def save_checkpoint(accelerator: Accelerator, output_dir: Path, progress: Progress) -> Path:
+    """``output_dir/checkpoint-<step>``: ``accelerator.save_state`` plus ``progress``; call on all ranks.
 
     Written to a temporary folder and renamed once every rank is done, so a run killed while
     saving never leaves a checkpoint that looks finished.
     """
+    step = progress.step
     target, tmp = Path(output_dir) / f"checkpoint-{step}", Path(output_dir) / f".checkpoint-{step}.tmp"
     if accelerator.is_main_process and tmp.exists():  # left by a run killed while saving
         shutil.rmtree(tmp)
@@ -74,7 +89,8 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, losse
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()  # every rank's states are in before the rename
     if accelerator.is_main_process:
-        (tmp / _STATE).write_text(json.dumps({"step": step, "losses": list(losses)}, indent=1), encoding="utf-8")
+        state = {"step": step, "losses": list(progress.losses), "seconds": progress.seconds, "tokens": progress.tokens}
+        (tmp / _STATE).write_text(json.dumps(state, indent=1), encoding="utf-8")
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)
@@ -82,8 +98,11 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, step: int, losse
     return target
 
 
-def load_checkpoint(accelerator: Accelerator, checkpoint: Path) -> tuple[int, list[float]]:
-    """Restore a ``save_checkpoint`` folder into the prepared objects; returns (step, losses so far)."""
+def load_checkpoint(accelerator: Accelerator, checkpoint: Path) -> Progress:
+    """Restore a ``save_checkpoint`` folder into the prepared objects; returns its progress.
+
+    Checkpoints from before time and tokens were recorded count them as 0.
+    """
     accelerator.load_state(str(checkpoint))
     state = json.loads((checkpoint / _STATE).read_text(encoding="utf-8"))
-    return int(state["step"]), list(state["losses"])
+    return Progress(int(state["step"]), list(state["losses"]), float(state.get("seconds", 0.0)), int(state.get("tokens", 0)))

@@ -46,7 +46,7 @@ from sentibridge.model.batching import (
     epoch_batches,
     shard_batch,
 )
-from sentibridge.model.checkpoints import keep_adapter_only, latest_checkpoint, load_checkpoint, save_checkpoint
+from sentibridge.model.checkpoints import Progress, keep_adapter_only, latest_checkpoint, load_checkpoint, save_checkpoint
 from sentibridge.model.precision import Precision, autocast, resolve_precision
 
 OnLog = Callable[[int, dict[str, float]], None]
@@ -80,6 +80,7 @@ class TrainResult:
     steps: int
     train_loss: float
     eval_loss: float | None
+    #: Over all legs of a resumed run: its checkpoints carry the time and tokens before them.
     tokens_per_s: float
     train_seconds: float
     precision: Precision
@@ -252,7 +253,8 @@ class _Run:
     steps: int
     n_batches: int
     start_step: int
-    losses: list[float]
+    #: Restored from the checkpoint resumed, then advanced step by step.
+    progress: Progress
 
 
 def _prepare(model: PreTrainedModel, n_examples: int, job: TrainJob, accelerator: Accelerator, precision: Precision) -> _Run:
@@ -283,10 +285,11 @@ def _prepare(model: PreTrainedModel, n_examples: int, job: TrainJob, accelerator
     )
     keep_adapter_only(accelerator, peft_model)
     wrapped, optimizer, scheduler = accelerator.prepare(AnswerLoss(peft_model), optimizer, scheduler)
-    run = _Run(peft_model, wrapped, optimizer, scheduler, params, steps, n_batches, 0, [])
+    run = _Run(peft_model, wrapped, optimizer, scheduler, params, steps, n_batches, 0, Progress())
     checkpoint = latest_checkpoint(job.output_dir) if cfg.resume else None
     if checkpoint is not None:
-        run.start_step, run.losses = load_checkpoint(accelerator, checkpoint)
+        run.progress = load_checkpoint(accelerator, checkpoint)
+        run.start_step = run.progress.step
     return run
 
 
@@ -374,30 +377,34 @@ def train_examples(
         return [examples[k] for k in epochs[epoch][offset]]
 
     bar = tqdm(total=run.steps, initial=run.start_step, desc="train", disable=not (progress and accelerator.is_main_process), dynamic_ncols=True)
+    # Time and tokens of the legs before a resume count too (``Progress``).
+    tokens_before, seconds_before = run.progress.tokens, run.progress.seconds
     tokens_seen, started = 0, time.perf_counter()
     for step in range(run.start_step, run.steps):
         step_started = time.perf_counter()
         loss, tokens, learning_rate = _step(run, [micro_batch(step * accum + i) for i in range(accum)], accelerator, job, pad_id, precision)
         seconds = time.perf_counter() - step_started
         tokens_seen += int(tokens)
-        run.losses.append(loss)
+        run.progress.losses.append(loss)
         done = step + 1
+        run.progress.step, run.progress.tokens = done, tokens_before + tokens_seen
+        run.progress.seconds = seconds_before + time.perf_counter() - started
         if done == run.steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
-            save_checkpoint(accelerator, job.output_dir, done, run.losses)
+            save_checkpoint(accelerator, job.output_dir, run.progress)
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}")
         metrics = {"loss": loss, "learning_rate": learning_rate, "tokens_per_s": tokens / seconds, "tokens": tokens}
         log(done, {**metrics, "step_seconds": seconds, "epoch": (done * accum) / run.n_batches})
     bar.close()
-    train_seconds = time.perf_counter() - started
-    return _finish(run, eval_examples, pad_id, job, accelerator, precision, log, tokens_seen, train_seconds)
+    return _finish(run, eval_examples, pad_id, job, accelerator, precision, log)
 
 
 def _finish(
     run: _Run, eval_examples: Sequence[Example], pad_id: int, job: TrainJob, accelerator: Accelerator,
-    precision: Precision, log: OnLog, tokens_seen: int, train_seconds: float,
+    precision: Precision, log: OnLog,
 ) -> TrainResult:  # fmt: skip
     """Eval loss, the rank check and the adapter (written by the main process)."""
+    done = run.progress
     eval_loss = None
     if eval_examples:
         eval_loss = evaluate_loss(run.wrapped, eval_examples, job.train.batch_size, pad_id, precision, accelerator)
@@ -411,10 +418,10 @@ def _finish(
     return TrainResult(
         adapter_dir=adapter_dir,
         steps=run.steps,
-        train_loss=sum(run.losses) / max(len(run.losses), 1),
+        train_loss=sum(done.losses) / max(len(done.losses), 1),
         eval_loss=eval_loss,
-        tokens_per_s=tokens_seen / train_seconds if train_seconds > 0 and tokens_seen else 0.0,
-        train_seconds=train_seconds,
+        tokens_per_s=done.tokens / done.seconds if done.seconds > 0 and done.tokens else 0.0,
+        train_seconds=done.seconds,
         precision=precision,
         resumed_from=run.start_step,
         world_size=accelerator.num_processes,

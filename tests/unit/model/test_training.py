@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -185,6 +187,11 @@ def test_resume_matches_uninterrupted_run(records, gemma_tokenizer, tiny_gemma, 
     resumed = train_lora(tiny_gemma(0), gemma_tokenizer, _job(records, records, cfg, tmp_path / "b"), progress=False)
 
     assert resumed.resumed_from == 2 and resumed.steps == 6
+    # The first leg's training time and tokens count too: the resumed run saw the whole schedule.
+    before = json.loads((tmp_path / "b" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert 0 < before["seconds"] < resumed.train_seconds and before["tokens"] > 0
+    tokens = resumed.tokens_per_s * resumed.train_seconds
+    assert tokens == pytest.approx(straight.tokens_per_s * straight.train_seconds, rel=1e-6)
     a, b = _adapter_state(tmp_path / "a"), _adapter_state(tmp_path / "b")
     assert a.keys() == b.keys()
     for key in a:
@@ -208,7 +215,9 @@ def test_finished_run_with_its_final_checkpoint_kept_resumes_at_its_end(records,
     assert not [m for m in logged if "loss" in m]  # no training step ran
     assert again.train_loss == pytest.approx(first.train_loss, rel=1e-6)
     assert again.eval_loss == pytest.approx(first.eval_loss, rel=1e-5)
-    assert again.tokens_per_s == 0.0
+    state = json.loads((tmp_path / "checkpoint-4" / "trainer_state.json").read_text())
+    assert again.train_seconds == state["seconds"] <= first.train_seconds  # what the finished run cost
+    assert again.tokens_per_s == pytest.approx(state["tokens"] / state["seconds"])
     rewritten = _adapter_state(tmp_path)
     for key in adapter:  # the restored weights, not a fresh LoRA initialisation
         torch.testing.assert_close(rewritten[key], adapter[key], rtol=0, atol=0)
