@@ -99,6 +99,12 @@ def lang(code: str) -> str:
     return LANGUAGE_NAMES.get(code, code)
 
 
+def value_range(values: Iterable[float], nd: int = 2) -> str:
+    """Plain numbers as 'low–high' with ``nd`` decimals (one value: itself): the losses of several models."""
+    vs = sorted(values)
+    return num(vs[0], nd) if num(vs[0], nd) == num(vs[-1], nd) else f"{num(vs[0], nd)}–{num(vs[-1], nd)}"
+
+
 def f1_range(values: Iterable[float]) -> str:
     """Points of several F1s as 'low–high' (one value: itself)."""
     vs = sorted(values)
@@ -289,13 +295,16 @@ def _summary_rows(r: Results) -> list[list[str]]:
     cal_full = r("calibration_full.json")
     cal_means = [macro(cal_full["per_seed"][s]["f1"]["prior"]) for s in map(str, cal_full["seeds"])]
     xlmt = full["means"]["published"][XLMT]
+    calibrated_full = scores_kind(full) == "calibrated"
     rows.append([
-        f"UMSAB, `umsab_full.yaml` (the whole train split, {num(full['train']['train_records'], 0)} rows, one seed, raw scores)",
+        f"UMSAB, `umsab_full.yaml` (the whole train split, {num(full['train']['train_records'], 0)} rows, "
+        f"{soup_of(full) if is_soup(full) else 'one seed'}, {scores_kind(full)} scores)",
         f"mean macro-F1 {pts(full['means']['ours'])}; calibrated retrains with seeds "
         f"{', '.join(map(str, cal_full['seeds']))}: {', '.join(pts(m) for m in cal_means)}",
         f"char TF-IDF + LR on the same rows {pts(full['means']['tfidf'])}; published {XLMT} {pts(xlmt)}",
         f"beats TF-IDF in {len(full['beats_tfidf_in'])}/{len(full['ours'])}; {num(100 * (xlmt - full['means']['ours']))} points "
-        f"short of XLM-T ({num(100 * (xlmt - max(cal_means)))}–{num(100 * (xlmt - min(cal_means)))} calibrated)",
+        f"short of XLM-T ({'the calibrated retrains ' if calibrated_full else ''}{num(100 * (xlmt - max(cal_means)))}–"
+        f"{num(100 * (xlmt - min(cal_means)))}{'' if calibrated_full else ' calibrated'})",
         machine(full),
     ])
 
@@ -726,6 +735,56 @@ def scores_kind(result: Mapping[str, Any]) -> str:
     return "calibrated" if method not in (None, "none") else "raw"
 
 
+def and_list(items: Iterable[Any]) -> str:
+    """'42', '42 and 7', '42, 7 and 123'."""
+    words = [str(x) for x in items]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def is_soup(result: Mapping[str, Any]) -> bool:
+    """Whether a ``bench/umsab.py`` result is one weight soup of several seeds (``"soup": true``)."""
+    return bool(result.get("soup"))
+
+
+def soup_of(result: Mapping[str, Any]) -> str:
+    """'a soup of seeds 42, 7 and 123', the seeds as the file lists them."""
+    return f"a soup of seeds {and_list(result['seeds'])}"
+
+
+def soup_members(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A soup's members (``train.soup.members``: seed, losses, steps, resumed_from); [] for one seed."""
+    return list(result["train"]["soup"]["members"]) if is_soup(result) else []
+
+
+def soup_steps(result: Mapping[str, Any]) -> str:
+    """A soup's steps per member: '3 × 1,838', or '1,838 + 1,837 + 1,838' when they differ."""
+    steps = [m["steps"] for m in soup_members(result)]
+    return f"{len(steps)} × {num(steps[0], 0)}" if len(set(steps)) == 1 else " + ".join(num(s, 0) for s in steps)
+
+
+def soup_restored(result: Mapping[str, Any]) -> str:
+    """The members an interrupted soup took from checkpoints, in words; '' when it trained them all."""
+    restored = [m["seed"] for m in soup_members(result) if m.get("resumed_from") and m["resumed_from"] == m["steps"]]
+    resumed = [m for m in soup_members(result) if 0 < (m.get("resumed_from") or 0) < m["steps"]]
+    parts = [f"seed {s} resumed at step {num(m['resumed_from'], 0)}" for m in resumed for s in [m["seed"]]]
+    if restored:
+        many = len(restored) > 1
+        parts.insert(0, f"seed{'s' if many else ''} {and_list(restored)} restored from {'their' if many else 'its'} final "
+                        f"checkpoint{'s' if many else ''}, whose training seconds {'they' if many else 'it'} carr{'y' if many else 'ies'}")
+    return "; ".join(parts)
+
+
+def one_epoch_trains(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The train summaries of the single-seed models in a result: a soup's members, or its own."""
+    return soup_members(result) or [result["train"]]
+
+
+def wall_time(result: Mapping[str, Any]) -> str:
+    """'104 min in all', or '… in the last invocation' when training resumed from checkpoints."""
+    resumed = (result["train"].get("resumed_from") or 0) > 0
+    return f"{minutes(result['wall_seconds'])} {'in the last invocation' if resumed else 'in all'}"
+
+
 def _umsab_rows(d: Mapping[str, Any], columns: Sequence[tuple[str, Callable[[str], float | None]]]) -> list[list[str]]:
     rows = []
     for code in d["ours"]:
@@ -762,9 +821,17 @@ def umsab_full(r: Results) -> str:
                  sgn(100 * (d["means"]["ours"] - d["means"]["published"][XLMT]))])
     t, settings = d["train"], d["config"]["settings"]["train"]
     test_rows = sum(v["test"] for v in d["rows_per_language"].values())
-    return (f"Seed {settings['seed']}, {num(settings['epochs'], 0)} epoch of {num(t['steps'], 0)} steps, {num(t['train_seconds'], 0)} s of "
-            f"training at {num(t['tokens_per_s'], 0)} tokens/s, then {num(d['eval']['eval_seconds'], 0)} s to score the "
-            f"{num(test_rows, 0)} test rows; {minutes(d['wall_seconds'])} in all; {machine(d)}. {scores_kind(d).capitalize()} scores, "
+    epochs = f"{num(settings['epochs'], 0)} epoch{'' if settings['epochs'] == 1 else 's'}"
+    if is_soup(d):
+        restored = soup_restored(d)
+        trained = (f"{soup_of(d)[0].upper()}{soup_of(d)[1:]}: {epochs} each, {soup_steps(d)} steps, {num(t['train_seconds'], 0)} s of "
+                   f"training over the {len(soup_members(d))} members at {num(t['tokens_per_s'], 0)} tokens/s"
+                   + (f" ({restored})" if restored else ""))
+    else:
+        trained = (f"Seed {settings['seed']}, {epochs} of {num(t['steps'], 0)} steps, {num(t['train_seconds'], 0)} s of "
+                   f"training at {num(t['tokens_per_s'], 0)} tokens/s")
+    return (f"{trained}, then {num(d['eval']['eval_seconds'], 0)} s to score the "
+            f"{num(test_rows, 0)} test rows; {wall_time(d)}; {machine(d)}. {scores_kind(d).capitalize()} scores, "
             f"macro-F1 × 100:\n\n"
             + table(["language", "ours", "TF-IDF (same rows)", f"{XLMT} (published)", "ours − XLM-T"], rows, "lrrrr"))
 
@@ -781,17 +848,20 @@ def umsab_full_findings(r: Results) -> str:
     others = [c for c in d["ours"] if c != worst]
     seeds = [str(s) for s in cal["seeds"]]
     per_seed = cal["per_seed"]
+    # The kind of score (raw or calibrated) is named where two runs of different kinds meet.
+    kinds = (f" {scores_kind(d)}", f" {scores_kind(cpu)}") if scores_kind(d) != scores_kind(cpu) else ("", "")
     lines = [
         f"- The goal, the state of the art ({XLMT}: {pts(pub['average'])} in the UMSAB README, {pts(d['means']['published'][XLMT])} "
         f"over these {len(d['ours'])} languages) with a 270M model, is **{'met' if d['goal']['met'] else 'not met'}** by this run "
-        f"({pts(d['means']['ours'])}).",
+        f"({f'{soup_of(d)}: ' if is_soup(d) else ''}{pts(d['means']['ours'])}{kinds[0]}).",
         f"- Ahead of XLM-T (by more than half a point): {', '.join(ahead) or 'none'}; level (within half a point): "
         f"{', '.join(level) or 'none'}.",
-        f"- The largest shortfall is {lang(worst)} ({sgn(diff[worst])} points): {pts(d['ours'][worst])} here against "
-        f"{pts(cpu['ours'][worst])} with {_train_rows(cpu)} train rows per language (`umsab.json`).",
+        f"- The largest shortfall is {lang(worst)} ({sgn(diff[worst])} points): {pts(d['ours'][worst])}{kinds[0]} here against "
+        f"{pts(cpu['ours'][worst])}{kinds[1]} with {_train_rows(cpu)} train rows per language (`umsab.json`).",
         f"- Without {lang(worst)} the mean of this run is {pts(mean(d['ours'][c] for c in others))}, against "
         f"{pts(mean(pub[c] for c in others))} for XLM-T on the same {len(others)} languages.",
-        f"- Per-language calibration on the val rows (`calibration_full.json`, retrains of the same config) moves {lang(worst)} "
+        f"- Per-language calibration on the val rows (`calibration_full.json`, "
+        f"{'single-seed retrains of the same recipe' if is_soup(d) else 'retrains of the same config'}) moves {lang(worst)} "
         + ", ".join(f"from {pts(per_seed[s]['f1']['none'][worst])} to {pts(per_seed[s]['f1']['prior'][worst])} (seed {s})" for s in seeds)
         + "; the means become " + ", ".join(f"{pts(macro(per_seed[s]['f1']['prior']))} (seed {s})" for s in seeds) + ".",
         f"- {lang(worst)} moves most between seeds: {', '.join(pts(per_seed[s]['f1']['none'][worst]) for s in seeds)} raw for seeds "
@@ -808,9 +878,15 @@ def _whole_split_runs(r: Results) -> list[dict[str, Any]]:
 
     def add(label: str, source: str, result: Mapping[str, Any], calibrated: float | None, raw: float | None) -> None:
         settings = result["config"]["settings"]["train"] if "config" in result else {}
-        runs.append({"label": label, "source": source, "train": result.get("train") or {}, "seed": settings.get("seed"),
+        # A weight soup is one model of its own, not one more run of the seed its config names.
+        soup_seeds = result["seeds"] if is_soup(result) else None
+        runs.append({"label": f"soup of {len(soup_seeds)} seeds: {label} each" if soup_seeds else label, "source": source,
+                     "train": result.get("train") or {}, "seed": " + ".join(map(str, soup_seeds)) if soup_seeds else settings.get("seed"),
                      "epochs": settings.get("epochs"), "lr": settings.get("learning_rate"), "calibrated": calibrated,
-                     "raw": raw, "wall": result.get("wall_seconds"), "machine": machine(result)})
+                     "raw": raw, "wall": result.get("wall_seconds"), "machine": machine(result),
+                     "members": soup_members(result), "steps": soup_steps(result) if soup_seeds else None,
+                     "soup": soup_of(result) if soup_seeds else "",
+                     "restored": soup_restored(result)})
 
     add("one epoch, lr 2e-4", "umsab_full.json", full,
         full["means"]["ours"] if scores_kind(full) == "calibrated" else None,
@@ -819,7 +895,7 @@ def _whole_split_runs(r: Results) -> list[dict[str, Any]]:
         seed = cal["per_seed"][s]
         runs.append({"label": "one epoch, lr 2e-4", "source": "calibration_full.json", "train": seed["train"], "seed": int(s),
                      "epochs": None, "lr": None, "calibrated": macro(seed["f1"]["prior"]), "raw": macro(seed["f1"]["none"]),
-                     "wall": None, "machine": machine(cal)})
+                     "wall": None, "machine": machine(cal), "members": [], "steps": None, "soup": "", "restored": ""})
     raw_of = {name: m["raw_mean"] for name, m in soup["models"].items()}
     for name, label, raw_key in (("umsab_full_2ep.json", "two epochs", "ep2"),
                                  ("umsab_full_lr5e-4.json", "one epoch, lr 5e-4", None),
@@ -834,13 +910,22 @@ def _whole_split_runs(r: Results) -> list[dict[str, Any]]:
        "umsab_full_lr1e-4.json")
 def whole_split_runs(r: Results) -> str:
     """Every model trained on the whole UMSAB train split: recipe, cost, losses and means."""
-    rows = []
+    rows, soups = [], []
+
+    def loss(run: Mapping[str, Any], key: str) -> str:
+        # A soup has no loss of its own until it is evaluated: its members' range stands in.
+        if run["members"]:
+            return value_range([m[key] for m in run["members"]], 2)
+        return num(run["train"][key], 2) if run["train"] else "—"
+
     for run in _whole_split_runs(r):
         t = run["train"]
+        if run["members"]:
+            soups.append(run)
         rows.append([
-            run["label"], f"`{run['source']}`", str(run["seed"]), num(t["steps"], 0) if t else "—",
+            run["label"], f"`{run['source']}`", str(run["seed"]), run["steps"] or (num(t["steps"], 0) if t else "—"),
             num(t["train_seconds"], 0) if t else "—", num(t["tokens_per_s"], 0) if t else "—",
-            num(t["train_loss"], 2) if t else "—", num(t["eval_loss"], 2) if t else "—",
+            loss(run, "train_loss"), loss(run, "eval_loss"),
             "—" if run["raw"] is None else pts(run["raw"]), "—" if run["calibrated"] is None else pts(run["calibrated"]),
             run["machine"],
         ])
@@ -855,7 +940,10 @@ def whole_split_runs(r: Results) -> str:
     return table(["recipe", "file", "seed", "steps", "training s", "tokens/s", "train loss", "eval loss", "raw mean",
                   "calibrated mean", "machine"], rows, "lllrrrrrrrl") + (
         "\n\n— : not in the file (a run from before calibration has no calibrated score; the raw score of a calibrated "
-        "`bench/umsab.py` run is its MLflow metric `f1_macro_avg_uncalibrated`, not kept in the file).")
+        "`bench/umsab.py` run is its MLflow metric `f1_macro_avg_uncalibrated`, not kept in the file)."
+        + "".join(f"\n\n`{run['source']}` holds one model, {run['soup']}: its steps and training seconds are summed over "
+                  f"its {len(run['members'])} members, its tokens/s is over all of them, its losses are the members' range"
+                  + (f"; {run['restored']}" if run["restored"] else "") + "." for run in soups))
 
 
 @block("calibration_full.json", "umsab_full_2ep.json", "umsab_full_lr5e-4.json", "umsab_full_lr1e-4.json", "umsab_full.json")
@@ -878,8 +966,9 @@ def whole_split_languages(r: Results) -> str:
     rows.append(["**mean**", f"{pts(mean(means))} ({f1_range(means)})"]
                 + [f"{pts(res['means']['ours'])} ({sgn(100 * (res['means']['ours'] - mean(means)))})" for res in other.values()]
                 + [pts(r("umsab_full.json")["means"]["published"][XLMT])])
+    other_seeds = ", ".join(dict.fromkeys(str(res["config"]["settings"]["train"]["seed"]) for res in other.values()))
     return (f"Calibrated macro-F1 × 100 on the whole test split; the default rate's column is the mean of seeds {', '.join(seeds)} "
-            "(their range in brackets), the others one run each (seed 42) with the difference from that mean:\n\n"
+            f"(their range in brackets), the others one run each (seed {other_seeds}) with the difference from that mean:\n\n"
             + table(["language", "1 epoch, lr 2e-4", *other, f"{XLMT}"], rows, "lrrrrr"))
 
 
@@ -892,7 +981,7 @@ def whole_split_findings(r: Results) -> str:
     cal_means = [macro(cal["per_seed"][s]["f1"]["prior"]) for s in seeds]
     raw_means = [macro(cal["per_seed"][s]["f1"]["none"]) for s in seeds]
     sd = statistics.stdev(cal_means) if len(cal_means) > 1 else float("nan")
-    one_epoch = [r("umsab_full.json")["train"], *(cal["per_seed"][s]["train"] for s in seeds)]
+    one_epoch = [*one_epoch_trains(r("umsab_full.json")), *(cal["per_seed"][s]["train"] for s in seeds)]
     train_loss = [t["train_loss"] for t in one_epoch]
     eval_loss = [t["eval_loss"] for t in one_epoch]
     per_lang = {c: [cal["per_seed"][s]["f1"]["prior"][c] for s in seeds] for c in cal["per_seed"][seeds[0]]["f1"]["prior"]}
@@ -934,12 +1023,13 @@ def language_rows(r: Results) -> str:
     delta = d["results"][big]["language_f1"] - d["results"][small]["language_f1"]
     cpu, full = r("umsab.json"), r("umsab_full.json")
     drop = 100 * (full["ours"][code] - cpu["ours"][code])
+    kinds = (f" {scores_kind(cpu)}", f" {scores_kind(full)}") if scores_kind(cpu) != scores_kind(full) else ("", "")
     return (f"`{d['config']}`, {lang(code)}'s own train rows varied, macro-F1 × 100 on the whole test split, means over seeds; "
             f"{machine(d)}:\n\n"
             + table([f"{lang(code)} train rows", f"{lang(code)} F1 (seed sd)", "other languages' mean", "mean", "seeds"], rows, "rrrrl")
             + f"\n\n{lang(code)} with all its rows against {num(d['train_rows'][small], 0)}: {sgn(delta)} points, against the "
-            f"{sgn(drop)} points between `umsab.json` ({pts(cpu['ours'][code])}) and the whole-split run `umsab_full.json` "
-            f"({pts(full['ours'][code])}).")
+            f"{sgn(drop)} points between `umsab.json` ({pts(cpu['ours'][code])}{kinds[0]}) and the whole-split run `umsab_full.json` "
+            f"({f'{soup_of(full)}: ' if is_soup(full) else ''}{pts(full['ours'][code])}{kinds[1]}).")
 
 
 @block("soup_full.json", "umsab_full.json")
@@ -1009,7 +1099,14 @@ def calibration_findings(r: Results) -> str:
     lines.append(f"- The whole split's calibrated mean is still {num(100 * (avg - (full['summary']['none_mean_f1'] + full['summary']['prior']['mean_change_points'] / 100)))} "
                  f"points short of XLM-T's {pts(avg)}.")
     s42 = full["per_seed"].get("42")
-    if s42:
+    run = r("umsab_full.json")
+    if s42 and is_soup(run):
+        member = next((m for m in soup_members(run) if str(m["seed"]) == "42"), None)
+        lines.append(f"- `umsab_full.json` holds {soup_of(run)}, which no single-seed retrain repeats"
+                     + (f"; seed 42's whole-split retrain ends at train loss {num(s42['train']['train_loss'], 3)} and eval loss "
+                        f"{num(s42['train']['eval_loss'], 3)}, the soup's seed-42 member at {num(member['train_loss'], 3)} and "
+                        f"{num(member['eval_loss'], 3)}." if member else "."))
+    elif s42:
         lines.append(f"- Seed 42's whole-split retrain scores {pts(macro(s42['f1']['none']))} raw against {pts(r('umsab_full.json')['means']['ours'])} "
                      "for the same config and seed in `umsab_full.json`: bf16 training on a CPU is not bit-reproducible across runs.")
     checked = [(label, s) for label, d in (("`umsab_cpu`", cpu), ("`umsab_full`", full)) for s, v in d["per_seed"].items() if v.get("prior_matches_cli")]
@@ -1044,7 +1141,8 @@ def transfer(r: Results) -> str:
             "training gains over zero-shot."]
     if "hi" in d["results"]:
         t, w = d["results"]["hi"]["transfer_f1"], full["ours"]["hi"]
-        text[-1] += (f" Hindi without any Hindi rows ({pts(t)}) scores {'above' if t > w else 'below'} the whole-split model with "
+        text[-1] += (f" Hindi without any Hindi rows ({pts(t)}) scores {'above' if t > w else 'below'} the whole-split model"
+                     f"{f' ({soup_of(full)}, {scores_kind(full)} scores)' if is_soup(full) else ''} with "
                      f"{num(full['rows_per_language']['hi']['train'], 0)} Hindi rows ({pts(w)}).")
     return "\n".join(text)
 

@@ -125,6 +125,60 @@ def test_levers_table_reads_whatever_the_report_holds(tmp_path):
     assert "mean macro-F1 65.00, Hindi 55.00" in text
 
 
+def _soup_result(tmp_path: Path) -> Path:
+    """Every result file in a scratch repository, umsab_full.json rewritten as a calibrated weight soup of
+    seeds 42, 7 and 123 (the shape `bench/umsab.py --full` writes), seed 7 restored from its final checkpoint."""
+    from steps.soup import soup_summary
+
+    repo = _copy_repo(tmp_path)
+    path = repo / docs_tables.RESULTS / "umsab_full.json"
+    data = json.loads(path.read_text())
+    seeds = [42, 7, 123]
+    one = data["train"]
+    members = [{**one, "train_loss": one["train_loss"] + i / 100, "eval_loss": one["eval_loss"] + i / 100,
+                "train_seconds": one["train_seconds"] + 100 * i, "resumed_from": one["steps"] if seed == 7 else 0,
+                "run_key": f"run-{seed}"} for i, seed in enumerate(seeds)]
+    data["train"] = soup_summary(members, seeds)
+    data["soup"], data["seeds"] = True, seeds
+    data["config"]["settings"]["train"]["soup_seeds"] = seeds
+    data["config"]["settings"]["eval"]["calibration"] = "prior"
+    path.write_text(json.dumps(data))
+    return repo
+
+
+def test_a_soup_in_umsab_full_reads_as_a_soup_in_every_block(tmp_path):
+    repo = _soup_result(tmp_path)
+    names = [name for name, spec in BLOCKS.items() if "umsab_full.json" in spec.sources]
+    assert {"summary", "umsab_full", "umsab_full_findings", "whole_split_runs", "whole_split_findings", "language_rows",
+            "calibration_findings", "transfer"} <= set(names)
+    texts = {name: docs_tables.render_block(name, Results(repo)) for name in names}
+    one_seed = {name: docs_tables.render_block(name, Results(REPO)) for name in names}
+
+    # Every block that describes the run names the soup, and none calls it one seed or seed 42.
+    for name in ("summary", "umsab_full", "umsab_full_findings", "language_rows", "calibration_findings", "transfer"):
+        assert "oup of seeds 42, 7 and 123" in texts[name], name
+    for name, text in texts.items():
+        assert "one seed" not in text.replace("one seed each", ""), name
+        assert "for the same config and seed in `umsab_full.json`" not in text, name
+        assert "| `umsab_full.json` | 42 |" not in text, name
+    full = texts["umsab_full"]
+    assert "\nA soup of seeds 42, 7 and 123: 1 epoch each, 3 × 1,838 steps, 16,530 s of training over the 3 members" in full
+    assert "(seed 7 restored from its final checkpoint, whose training seconds it carries)" in full
+    assert "in the last invocation" in full and "Calibrated scores" in full and "Seed 42" not in full
+    assert "a soup of seeds 42, 7 and 123, calibrated scores)" in texts["summary"]
+    assert ("| soup of 3 seeds: one epoch, lr 2e-4 each | `umsab_full.json` | 42 + 7 + 123 | 3 × 1,838 | 16,530 |"
+            in texts["whole_split_runs"])
+    assert "seed 7 restored from its final checkpoint" in texts["whole_split_runs"]
+    # The members are one-epoch runs at 2e-4: their losses join the retrains' range.
+    assert "mean training loss 0.80 against 0.96–0.98 for one epoch at 2e-4" in texts["whole_split_findings"]
+    assert "by this run (a soup of seeds 42, 7 and 123: 67.4 calibrated)" in texts["umsab_full_findings"]
+    assert "the soup's seed-42 member at 0.963 and 0.585" in texts["calibration_findings"]
+    # A block that read the soup as one seed would render as it does today.
+    for name in ("summary", "umsab_full", "umsab_full_findings", "whole_split_runs", "language_rows", "calibration_findings",
+                 "transfer"):
+        assert texts[name] != one_seed[name], name
+
+
 @pytest.mark.parametrize("fn, args, expected", [
     (docs_tables.pts, (0.67426,), "67.4"),
     (docs_tables.sgn, (-0.93,), "\u22120.9"),
