@@ -17,8 +17,9 @@ supports and row count the CLI reports.
     python -m bench.umsab --quick      # 60 train / 100 test rows per language, a few minutes
     python -m bench.umsab              # configs/umsab_cpu.yaml, 10-20 minutes on 2 cores
     python -m bench.umsab --full       # configs/umsab_full.yaml (~14.7k rows): a soup of 3 seeds, about 5 hours
-                                       # on 2 cores (100 minutes per seed); rerun with the same --home to resume
-                                       # from the last checkpoint; --set train.soup_seeds=null trains one seed
+                                       # on 2 cores (70-100 minutes per seed); rerun with the same --home to resume
+                                       # (finished seeds are restored, the others go on from their last checkpoint);
+                                       # --set train.soup_seeds=null trains one seed
 
 Writes ``bench/results/umsab.json`` (``umsab_quick.json`` with ``--quick``); exits 0 without
 writing anything when the dataset is absent.
