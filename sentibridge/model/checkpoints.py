@@ -32,6 +32,13 @@ class Progress:
     seconds: float = 0.0
     tokens: int = 0
 
+    def advance(self, loss: float, tokens: int, seconds: float) -> None:
+        """Count one more optimizer step."""
+        self.step += 1
+        self.losses.append(loss)
+        self.tokens += tokens
+        self.seconds += seconds
+
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
     """The finished checkpoint with the highest step in ``output_dir``, if any."""

@@ -377,18 +377,17 @@ def train_examples(
         return [examples[k] for k in epochs[epoch][offset]]
 
     bar = tqdm(total=run.steps, initial=run.start_step, desc="train", disable=not (progress and accelerator.is_main_process), dynamic_ncols=True)
-    # Time and tokens of the legs before a resume count too (``Progress``).
-    tokens_before, seconds_before = run.progress.tokens, run.progress.seconds
-    tokens_seen, started = 0, time.perf_counter()
+    # ``run.progress`` starts from the checkpoint's, so earlier legs' time and tokens count too;
+    # its seconds are the loop's wall time, checkpoint saves included.
+    tick = time.perf_counter()
     for step in range(run.start_step, run.steps):
         step_started = time.perf_counter()
         loss, tokens, learning_rate = _step(run, [micro_batch(step * accum + i) for i in range(accum)], accelerator, job, pad_id, precision)
-        seconds = time.perf_counter() - step_started
-        tokens_seen += int(tokens)
-        run.progress.losses.append(loss)
-        done = step + 1
-        run.progress.step, run.progress.tokens = done, tokens_before + tokens_seen
-        run.progress.seconds = seconds_before + time.perf_counter() - started
+        now = time.perf_counter()
+        seconds = now - step_started
+        run.progress.advance(loss, int(tokens), now - tick)
+        tick = now
+        done = run.progress.step
         if done == run.steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
             save_checkpoint(accelerator, job.output_dir, run.progress)
         bar.update(1)
