@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sentibridge.labels import LABELS as LABEL_WORDS
+
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 RESULTS = "bench/results"
@@ -868,7 +870,27 @@ def umsab_full_findings(r: Results) -> str:
         f"{', '.join(seeds)}, and {num(gate['configs']['base']['per_language_seed_std_points'].get(worst, float('nan')))} points of seed "
         f"standard deviation in `gate_calibration.json`'s base config.",
     ]
+    skew = _most_predicted(d, worst)
+    if skew:
+        lines.append(f"- {skew}")
     return "\n".join(lines)
+
+
+def _most_predicted(d: Mapping[str, Any], code: str) -> str | None:
+    """Which label the run answers most on ``code``'s test rows, against how many rows carry it.
+
+    From the confusion matrix that ``train --json`` reports (files written before it did have none).
+    """
+    matrix = (d.get("cli", {}).get("confusion") or {}).get(code)
+    if not matrix:
+        return None
+    predicted = [sum(row[j] for row in matrix) for j in range(len(LABEL_WORDS))]
+    top = max(range(len(predicted)), key=predicted.__getitem__)
+    total = sum(map(sum, matrix))
+    word = LABEL_WORDS[top]
+    return (f"On {lang(code)}'s test rows this run answers \"{word}\" for {num(predicted[top], 0)} of {num(total, 0)} "
+            f"tweets; {num(sum(matrix[top]), 0)} of the {num(total, 0)} are {word}, and {num(matrix[top][top], 0)} of its \"{word}\" "
+            f"answers are right.")
 
 
 def _whole_split_runs(r: Results) -> list[dict[str, Any]]:

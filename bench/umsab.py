@@ -328,6 +328,7 @@ def main() -> int:
             "pipeline_seconds": payload.get("seconds"),
             "f1_macro_avg": payload.get("f1_macro_avg"),
             "per_language": payload["per_language"],
+            "confusion": payload.get("confusion"),
             "pipeline_run_id": payload.get("pipeline_run_id"),
             "mlflow_run_id": payload.get("mlflow_run_id"),
             "model_version": payload.get("model_version"),

@@ -115,6 +115,7 @@ class TrainResult:
             "registered_model": registration["registered_model"],
             "model_version": registration["model_version"],
             "per_language": metrics["per_language"],
+            "confusion": metrics.get("confusion"),
             "f1_macro_avg": metrics["f1_macro_avg"],
             "promoted": self.promoted,
             "decision": self.decision,

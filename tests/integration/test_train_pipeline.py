@@ -65,6 +65,9 @@ def test_json_contract_and_table(trained):
     assert len(languages) == 9
     for scores in result["per_language"].values():
         assert 0.0 <= scores["f1"] <= 1.0 and scores["support"] == 3
+    # rows true, columns predicted, in LABELS order; each language's counts are its test rows
+    assert set(result["confusion"]) == languages
+    assert all(len(m) == 3 and sum(map(sum, m)) == 3 for m in result["confusion"].values())
     assert "macro-F1" in proc.stdout  # the per-language table
 
 

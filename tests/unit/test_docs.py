@@ -179,6 +179,20 @@ def test_a_soup_in_umsab_full_reads_as_a_soup_in_every_block(tmp_path):
         assert texts[name] != one_seed[name], name
 
 
+def test_the_findings_name_the_label_a_run_overpredicts_on_its_worst_language_from_its_confusion(tmp_path):
+    repo = _copy_repo(tmp_path)
+    path = repo / docs_tables.RESULTS / "umsab_full.json"
+    data = json.loads(path.read_text())
+    assert "confusion" not in data["cli"]  # written before train --json reported it: no line, no typed number
+    assert "answers \"" not in docs_tables.render_block("umsab_full_findings", Results(repo))
+    # rows true, columns predicted (negative, neutral, positive); Hindi is the worst language in this file
+    data["cli"]["confusion"] = {"hi": [[250, 30, 10], [200, 100, 20], [98, 40, 122]]}
+    path.write_text(json.dumps(data))
+    text = docs_tables.render_block("umsab_full_findings", Results(repo))
+    assert ("- On Hindi's test rows this run answers \"negative\" for 548 of 870 tweets; 290 of the 870 are negative, "
+            "and 250 of its \"negative\" answers are right.") in text
+
+
 @pytest.mark.parametrize("fn, args, expected", [
     (docs_tables.pts, (0.67426,), "67.4"),
     (docs_tables.sgn, (-0.93,), "\u22120.9"),
