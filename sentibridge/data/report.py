@@ -38,7 +38,7 @@ def data_report_text(report: dict) -> str:
         f"leaks found: {report['leaks_found']} (exact {report['leaks_exact']}; {by_lang}), removed: {report['leaks_removed']}"
     )
     if report.get("subsampled_out"):
-        parts.append(f"train rows left out by data.max_rows_per_language: {report['subsampled_out']}")
+        parts.append(f"train rows left out by data.max_rows_per_language / max_rows_by_language: {report['subsampled_out']}")
     if "label_issues" in report:
         parts.append(label_issues_line(report["label_issues"]))
     return "\n".join(parts)

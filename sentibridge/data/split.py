@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from sentibridge.config import DataConfig, SplitConfig
+from sentibridge.errors import DataError
 
 SPLITS = ("train", "val", "test")
 _PRIORITY = {"test": 0, "val": 1, "train": 2, None: 3}
@@ -117,19 +119,27 @@ def _find_leaks(rows: pd.DataFrame) -> pd.DataFrame:
     return leaked.assign(leaks_into=into, exact=exact)
 
 
-def subsample_per_language(train: pd.DataFrame, max_rows: int | None, seed: int) -> pd.DataFrame:
-    """Keep at most ``max_rows`` rows per language, spread evenly over labels (seeded)."""
-    if max_rows is None:
+def subsample_per_language(
+    train: pd.DataFrame, max_rows: int | None, seed: int, by_language: Mapping[str, int] | None = None
+) -> pd.DataFrame:
+    """Keep at most ``max_rows`` rows per language, spread evenly over labels (seeded).
+
+    ``by_language`` caps the languages it names instead (0 keeps none of their rows).
+    """
+    if max_rows is None and not by_language:
         return train
     kept = []
-    for _, group in train.groupby("language", sort=True):
-        if len(group) <= max_rows:
+    for language, group in train.groupby("language", sort=True):
+        cap = (by_language or {}).get(str(language), max_rows)
+        if cap is None or len(group) <= cap:
             kept.append(group)
             continue
-        frac = max_rows / len(group)
+        if cap == 0:
+            continue
+        frac = cap / len(group)
         picked = group.groupby("label", group_keys=False).sample(frac=frac, random_state=seed)
-        kept.append(picked.head(max_rows))
-    return pd.concat(kept).sort_index() if kept else train
+        kept.append(picked.head(cap))
+    return pd.concat(kept).sort_index() if kept else train.iloc[:0]
 
 
 def split_rows(rows: pd.DataFrame, split_cfg: SplitConfig, data_cfg: DataConfig | None = None) -> SplitResult:
@@ -146,7 +156,11 @@ def split_rows(rows: pd.DataFrame, split_cfg: SplitConfig, data_cfg: DataConfig 
         rows = rows.drop(index=drop)
     parts = {name: rows[rows["split"] == name].drop(columns="_key").reset_index(drop=True) for name in SPLITS}
     max_rows = data_cfg.max_rows_per_language if data_cfg else None
-    train = subsample_per_language(parts["train"], max_rows, split_cfg.seed).reset_index(drop=True)
+    by_language = data_cfg.max_rows_by_language if data_cfg else {}
+    missing = sorted(set(by_language) - set(rows["language"]))
+    if missing:  # most likely a typo for a language that is there
+        raise DataError(f"data.max_rows_by_language names {', '.join(missing)}, not a language of the data")
+    train = subsample_per_language(parts["train"], max_rows, split_cfg.seed, by_language).reset_index(drop=True)
     return SplitResult(
         train=train,
         val=parts["val"],

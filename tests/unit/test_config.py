@@ -440,6 +440,7 @@ def _wiring(monkeypatch, settings: Settings) -> dict[str, dict]:
         ("embedding.batch_size=8", {"augment", "demonstrations"}),
         ("embedding.label_issues_model=other-embedder", {"label_issues"}),
         ("data.label_issues=drop", {"ingest", "split", "label_issues"}),  # the data section: cache keys of data steps
+        ("data.max_rows_by_language.en=3", {"ingest", "split", "label_issues"}),
         ("demonstrations.k=2", {"demonstrations", "register"}),
     ],
 )

@@ -8,6 +8,7 @@ import pytest
 from sentibridge.config import DataConfig, SplitConfig
 from sentibridge.data.ingest import read_dataset
 from sentibridge.data.split import SPLITS, normalise_text, split_rows
+from sentibridge.errors import DataError
 from tests.conftest import SAMPLE
 
 
@@ -274,6 +275,31 @@ def test_train_subsample_per_language_keeps_labels_balanced():
     assert ids(capped.val) == ids(full.val) and ids(capped.test) == ids(full.test)  # only train shrinks
     assert ids(capped.train) == ids(again.train)  # deterministic
     assert_accounting(len(rows), capped)
+
+
+def test_per_language_caps_replace_the_global_cap_for_the_languages_they_name():
+    rows = grid({**{(lang, label): 30 for lang in ("en", "fr", "hi") for label in (0, 1, 2)}})
+    full = split_rows(rows, SplitConfig())
+    capped = split_rows(rows, SplitConfig(), DataConfig(max_rows_per_language=15, max_rows_by_language={"Hindi": 0, "fr": 6}))
+    # 21 train rows per language and label; en keeps the global cap, fr its own, hi none
+    assert capped.train.groupby("language").size().to_dict() == {"en": 15, "fr": 6}
+    assert set(capped.train[capped.train["language"] == "fr"].groupby("label").size()) == {2}
+    assert ids(capped.val) == ids(full.val) and ids(capped.test) == ids(full.test)  # hi is still scored
+    assert capped.subsampled_out == len(full.train) - 21
+    assert_accounting(len(rows), capped)
+    alone = split_rows(rows, SplitConfig(), DataConfig(max_rows_by_language={"hi": 3}))  # no global cap
+    assert alone.train.groupby("language").size().to_dict() == {"en": 63, "fr": 63, "hi": 3}
+
+
+def test_a_per_language_cap_for_a_language_the_data_lacks_is_one_data_error():
+    with pytest.raises(DataError, match="data.max_rows_by_language names hi, not a language of the data"):
+        split_rows(BALANCED, SplitConfig(), DataConfig(max_rows_by_language={"hi": 10}))
+
+
+@pytest.mark.parametrize(("caps", "message"), [({"klingon": 3}, "'klingon' is not a language"), ({"hi": -1}, "must be 0 or more")])
+def test_bad_per_language_caps_fail_validation(caps, message):
+    with pytest.raises(ValueError, match=message):
+        DataConfig(max_rows_by_language=caps)
 
 
 def test_subsample_none_keeps_all_train_rows():

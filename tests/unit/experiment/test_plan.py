@@ -175,10 +175,11 @@ def test_check_plan_refuses_recipes_that_score_other_test_rows(override, key):
 
 
 def test_check_plan_accepts_recipes_that_differ_in_training_only():
-    plan = Plan("p", (Recipe("ref", DEFAULT), Recipe("big", DEFAULT, ("lora.r=64", "train.epochs=2"))), (7, 42))
+    plan = Plan("p", (Recipe("ref", DEFAULT), Recipe("big", DEFAULT, ("lora.r=64", "train.epochs=2")),
+                      Recipe("no_hi", DEFAULT, ('data.max_rows_by_language={"hi": 0}',))), (7, 42))
     settings = check_plan(plan)
-    assert list(settings) == ["ref", "big"]
-    assert settings["big"].lora.r == 64
+    assert list(settings) == ["ref", "big", "no_hi"]
+    assert settings["big"].lora.r == 64 and settings["no_hi"].data.max_rows_by_language == {"hi": 0}
     assert all(s.train.seed == 7 for s in settings.values())  # validated at the plan's first seed
 
 
@@ -226,3 +227,10 @@ def test_settings_digest_survives_a_release_that_adds_a_defaulted_setting():
         later = Later(**now.model_dump())
         assert settings_digest(later) == settings_digest(now)
         assert settings_digest(later.model_copy(update={"new_knob": 6})) != settings_digest(now)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "bench" / "experiments").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_the_shipped_plans_are_valid(path):
+    plan = plan_from_file(path, [], None, None)
+    assert len(check_plan(plan)) == len(plan.recipes) >= 2
