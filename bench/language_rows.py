@@ -2,9 +2,9 @@
 
 On the whole train split, Hindi scored 47.2 (``umsab_full.json``), below 55.0 with 300 rows per
 language (``umsab.json``) and 54.4 with no Hindi rows at all (``transfer.json``). This bench
-isolates Hindi's own rows: ``configs/umsab_cpu.yaml`` (300 train rows for every other language,
-the same rows as the CLI picks) is trained through the real CLI with the language's train rows
-set to each count in ``--rows`` (``0``: none, its val rows kept; ``all``: its whole train split),
+isolates Hindi's own rows: ``configs/umsab_cpu.yaml`` (300 train rows for every other language)
+is trained through the real CLI with the language's train rows capped at each count in ``--rows``
+(``data.max_rows_by_language``; ``0``: none, its val rows kept; ``all``: its whole train split),
 for each seed, and scored on every language's whole test split.
 
     python -m bench.language_rows                              # hi at 300 and all rows, seed 42
@@ -26,32 +26,16 @@ import json
 import statistics
 from pathlib import Path
 
-import pandas as pd
-
-from bench.common import REPO, UMSAB, machine, run_cli, write_result
-from sentibridge.config import Settings
+from bench.common import REPO, UMSAB, bench_rows, machine, run_cli, write_result
 from sentibridge.config_loading import load_settings
-from sentibridge.data.ingest import read_dataset
-from sentibridge.data.split import split_rows, subsample_per_language
-from sentibridge.data.validation import validate_rows
+from sentibridge.errors import SentibridgeError
 
 CONFIG = REPO / "configs" / "umsab_cpu.yaml"
 
 
-def language_rows_dataset(rows: pd.DataFrame, settings: Settings, language: str, count: int | None) -> pd.DataFrame:
-    """The pipeline's splits, other languages' train rows capped as the config caps them, and
-    ``language``'s train rows at ``count`` (None: all), picked the way the pipeline picks them.
-
-    Rows carry an explicit ``split`` column, so the CLI keeps this assignment.
-    """
-    split = split_rows(validate_rows(rows, settings.data).valid, settings.split, settings.data.model_copy(
-        update={"max_rows_per_language": None}))
-    own = split.train["language"] == language
-    others = subsample_per_language(split.train[~own], settings.data.max_rows_per_language, settings.split.seed)
-    mine = split.train[own] if count is None else subsample_per_language(split.train[own], count, settings.split.seed)
-    parts = [others.assign(split="train"), mine.assign(split="train"), split.val.assign(split="val"),
-             split.test.assign(split="test")]
-    return pd.concat(parts, ignore_index=True)[["id", "text", "label", "language", "split"]]
+def row_overrides(language: str, count: str) -> list[str]:
+    """The ``--set`` that gives ``language`` ``count`` train rows (``all``: every one) and leaves the rest as configured."""
+    return [f"data.max_rows_by_language.{language}={'null' if count == 'all' else int(count)}"]
 
 
 def summary(runs: dict[str, dict[int, dict[str, float]]], language: str) -> dict:
@@ -94,24 +78,22 @@ def main() -> int:
     if bad:
         parser.error(f"--rows takes counts or 'all', got {' '.join(bad)}")
     settings = load_settings(CONFIG)
-    rows = read_dataset(UMSAB)
-    if args.language not in set(rows["language"]):
-        parser.error(f"{args.language} is not in UMSAB (it has {', '.join(sorted(rows['language'].unique()))})")
     runs: dict[str, dict[int, dict[str, float]]] = {}
     train_rows: dict[str, int] = {}
     for count in args.rows:
         folder = args.work / args.language / count
-        data = language_rows_dataset(rows, settings, args.language, None if count == "all" else int(count))
-        train_rows[count] = int(((data["split"] == "train") & (data["language"] == args.language)).sum())
-        (folder / "data").mkdir(parents=True, exist_ok=True)
-        data.to_json(folder / "data" / "umsab.jsonl", orient="records", lines=True, force_ascii=False)
+        try:
+            train, _ = bench_rows(load_settings(CONFIG, row_overrides(args.language, count)))
+        except SentibridgeError as exc:  # a language UMSAB lacks
+            parser.error(str(exc))
+        train_rows[count] = int((train["language"] == args.language).sum())
+        folder.mkdir(parents=True, exist_ok=True)
         for seed in args.seeds:
             done = folder / f"seed{seed}.json"
             if not done.is_file():
                 print(f"\n=== {args.language}: {train_rows[count]} train rows, seed {seed} ===", flush=True)
                 # Raw scores: the --baseline runs' F1 (calibration.json's cli_f1) is uncalibrated too.
-                overrides = [f"data.path={folder / 'data'}", "data.max_rows_per_language=null", f"train.seed={seed}",
-                             "eval.calibration=none"]
+                overrides = [*row_overrides(args.language, count), f"train.seed={seed}", "eval.calibration=none"]
                 code, payload, seconds = run_cli(CONFIG, overrides, folder / "home")
                 if code != 0 or not payload or not payload.get("ok"):
                     print(f"{count} rows, seed {seed} failed (exit {code})")

@@ -47,10 +47,10 @@ class DataConfig(_Section):
     max_rows_per_language: int | None = Field(
         None, ge=1, description="Subsample train rows per language (stratified by label); None keeps all."
     )
-    max_rows_by_language: dict[str, int] = Field(
+    max_rows_by_language: dict[str, int | None] = Field(
         default_factory=dict,
         description="Train row caps for the languages named, in place of max_rows_per_language ({hi: 300}); "
-        "0 trains on none of that language's rows, and its val and test rows stay.",
+        "0 trains on none of that language's rows (its val and test rows stay), null on all of them.",
     )
     label_issues: Literal["off", "report", "drop", "downweight"] = Field(
         "report",
@@ -69,13 +69,13 @@ class DataConfig(_Section):
 
     @field_validator("max_rows_by_language")
     @classmethod
-    def _language_caps(cls, caps: dict[str, int]) -> dict[str, int]:
+    def _language_caps(cls, caps: dict[str, int | None]) -> dict[str, int | None]:
         out = {}
         for written, cap in caps.items():
             code = normalise_language(written)
             if not is_language_code(code):
                 raise ValueError(f"'{written}' is not a language (ISO 639-1 code or English name)")
-            if cap < 0:
+            if cap is not None and cap < 0:
                 raise ValueError(f"{code}: a cap must be 0 or more, got {cap}")
             out[code] = cap
         return out

@@ -120,11 +120,11 @@ def _find_leaks(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def subsample_per_language(
-    train: pd.DataFrame, max_rows: int | None, seed: int, by_language: Mapping[str, int] | None = None
+    train: pd.DataFrame, max_rows: int | None, seed: int, by_language: Mapping[str, int | None] | None = None
 ) -> pd.DataFrame:
     """Keep at most ``max_rows`` rows per language, spread evenly over labels (seeded).
 
-    ``by_language`` caps the languages it names instead (0 keeps none of their rows).
+    ``by_language`` caps the languages it names instead (0 keeps none of their rows, None all).
     """
     if max_rows is None and not by_language:
         return train

@@ -21,21 +21,22 @@ def _rows() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize("count", [0, 12, None])
+@pytest.mark.parametrize("count", ["0", "12", "all"])
 def test_only_the_language_s_train_rows_change(language_rows, count):
-    settings = load_settings(language_rows.CONFIG, ["data.max_rows_per_language=12"])
-    rows = _rows()
-    data = language_rows.language_rows_dataset(rows, settings, "hi", count)
-    pipeline = split_rows(validate_rows(rows, settings.data).valid, settings.split, settings.data)
-    train = data[data["split"] == "train"]
+    capped = ["data.max_rows_per_language=12"]
+    settings = load_settings(language_rows.CONFIG, capped)
+    varied = load_settings(language_rows.CONFIG, [*capped, *language_rows.row_overrides("hi", count)])
+    rows = validate_rows(_rows(), settings.data).valid
+    pipeline = split_rows(rows, settings.split, settings.data)
+    data = split_rows(rows, varied.split, varied.data)
     # Other languages keep exactly the pipeline's capped rows; val and test are untouched.
-    assert set(train.loc[train["language"] != "hi", "id"]) == set(pipeline.train.loc[pipeline.train["language"] != "hi", "id"])
-    assert set(data.loc[data["split"] == "test", "id"]) == set(pipeline.test["id"])
-    assert set(data.loc[data["split"] == "val", "id"]) == set(pipeline.val["id"])
-    hindi = set(train.loc[train["language"] == "hi", "id"])
-    if count == 12:  # the pipeline's own pick
+    others = data.train["language"] != "hi"
+    assert set(data.train.loc[others, "id"]) == set(pipeline.train.loc[pipeline.train["language"] != "hi", "id"])
+    assert set(data.test["id"]) == set(pipeline.test["id"]) and set(data.val["id"]) == set(pipeline.val["id"])
+    hindi = set(data.train.loc[~others, "id"])
+    if count == "12":  # the pipeline's own pick
         assert hindi == set(pipeline.train.loc[pipeline.train["language"] == "hi", "id"])
-    elif count == 0:
+    elif count == "0":
         assert not hindi
     else:
         assert len(hindi) > 12

@@ -289,6 +289,8 @@ def test_per_language_caps_replace_the_global_cap_for_the_languages_they_name():
     assert_accounting(len(rows), capped)
     alone = split_rows(rows, SplitConfig(), DataConfig(max_rows_by_language={"hi": 3}))  # no global cap
     assert alone.train.groupby("language").size().to_dict() == {"en": 63, "fr": 63, "hi": 3}
+    exempt = split_rows(rows, SplitConfig(), DataConfig(max_rows_per_language=15, max_rows_by_language={"hi": None}))
+    assert exempt.train.groupby("language").size().to_dict() == {"en": 15, "fr": 15, "hi": 63}
 
 
 def test_a_per_language_cap_for_a_language_the_data_lacks_is_one_data_error():
