@@ -850,6 +850,8 @@ def umsab_full_findings(r: Results) -> str:
     others = [c for c in d["ours"] if c != worst]
     seeds = [str(s) for s in cal["seeds"]]
     per_seed = cal["per_seed"]
+    gate_std = gate["configs"]["base"]["per_language_seed_std_points"]
+    moves = max(d["ours"], key=lambda c: statistics.pstdev(per_seed[s]["f1"]["none"][c] for s in seeds))
     # The kind of score (raw or calibrated) is named where two runs of different kinds meet.
     kinds = (f" {scores_kind(d)}", f" {scores_kind(cpu)}") if scores_kind(d) != scores_kind(cpu) else ("", "")
     lines = [
@@ -866,9 +868,10 @@ def umsab_full_findings(r: Results) -> str:
         f"{'single-seed retrains of the same recipe' if is_soup(d) else 'retrains of the same config'}) moves {lang(worst)} "
         + ", ".join(f"from {pts(per_seed[s]['f1']['none'][worst])} to {pts(per_seed[s]['f1']['prior'][worst])} (seed {s})" for s in seeds)
         + "; the means become " + ", ".join(f"{pts(macro(per_seed[s]['f1']['prior']))} (seed {s})" for s in seeds) + ".",
-        f"- {lang(worst)} moves most between seeds: {', '.join(pts(per_seed[s]['f1']['none'][worst]) for s in seeds)} raw for seeds "
-        f"{', '.join(seeds)}, and {num(gate['configs']['base']['per_language_seed_std_points'].get(worst, float('nan')))} points of seed "
-        f"standard deviation in `gate_calibration.json`'s base config.",
+        f"- {lang(moves)} moves most between seeds: {', '.join(pts(per_seed[s]['f1']['none'][moves]) for s in seeds)} raw for seeds "
+        f"{', '.join(seeds)}"
+        + (f", and {num(gate_std[moves])} points of seed standard deviation in `gate_calibration.json`'s base config."
+           if moves in gate_std else "."),
     ]
     skew = _most_predicted(d, worst)
     if skew:
