@@ -18,7 +18,7 @@ from sentibridge.registry.decision import Decision
 from tests.conftest import SAMPLE
 
 TRAIN_FIELDS = {
-    "ok", "pipeline_run_id", "mlflow_run_id", "tracking_uri", "registered_model", "model_version", "per_language",
+    "ok", "pipeline_run_id", "mlflow_run_id", "tracking_uri", "registered_model", "model_version", "per_language", "confusion",
     "f1_macro_avg", "promoted", "decision", "train", "eval", "augmentation", "calibration", "seconds",
 }
 
