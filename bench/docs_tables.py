@@ -1470,7 +1470,7 @@ def label_issues(r: Results) -> str:
     ])
 
 
-def _levers_status(d: Mapping[str, Any]) -> str:
+def _experiment_status(d: Mapping[str, Any]) -> str:
     planned = d.get("recipes_planned") or list(d["recipes"])
     seeds = len(d["seeds"])
     done = ", ".join(f"{name} {len(d['recipes'].get(name, {}).get('seeds', []))}" for name in planned)
@@ -1479,12 +1479,8 @@ def _levers_status(d: Mapping[str, Any]) -> str:
     return f"in progress: seeds finished per recipe: {done}, of {seeds}; rerunning the command resumes the grid"
 
 
-@block("experiments/umsab_cpu_levers/report.json")
-def levers(r: Results) -> str:
-    """The recipe levers at umsab_cpu scale: each recipe against the reference, mean and Hindi."""
-    d = r("experiments/umsab_cpu_levers/report.json")
-    ref_name = d["reference"]
-    ref = d["recipes"][ref_name]
+def _experiment_comparisons(d: Mapping[str, Any]) -> list[str]:
+    """Each recipe against an experiment's reference: its table, a verdict sentence and the pooled seed noise."""
     rows, verdicts, configured = [], [], []
     for name, cmp_ in d["comparisons"].items():
         m, hi = cmp_["mean"], cmp_.get("hi")
@@ -1501,19 +1497,19 @@ def levers(r: Results) -> str:
         on_rows = "below it" if rows_hi < 0 else ("above it" if rows_lo > 0 else "tied")
         both = "credibly below" if m["high"] < 0 else ("credibly above" if m["low"] > 0 else "not credibly different")
         verdicts.append((name, on_rows, both))
+    if not rows:
+        return ["No other recipe shares a finished seed with the reference yet, so there is no difference to show."]
     below = [n for n, rows_v, _ in verdicts if rows_v == "below it"]
     above = [n for n, rows_v, _ in verdicts if rows_v == "above it"]
     tied = [n for n, rows_v, _ in verdicts if rows_v == "tied"]
     credible = [f"{n} ({b})" for n, _, b in verdicts if b != "not credibly different"]
-    ref_mean, ref_hi = ref["per_language"]["mean"], ref["per_language"].get("hi")
-    seeds = ", ".join(map(str, ref["seeds"]))
-    head = (f"Status: {_levers_status(d)}. Reference (`{ref_name}`, seeds {seeds}): mean macro-F1 {num(100 * ref_mean['f1'], 2)}"
-            + (f", Hindi {num(100 * ref_hi['f1'], 2)}" if ref_hi else "") + f"; {num(d['test_rows'], 0)} test rows. "
-            "Differences from the reference's seed mean in points, with the test rows' paired bootstrap alone and with seed noise added:")
-    out = [head, "", table(["recipe", "mean delta", "seeds interval", "rows interval", "both noises", "Hindi delta (both noises)",
-                            "paired seeds"], rows, "lrrrrrr")]
+    out = ["Differences from the reference's seed mean in points, with the test rows' paired bootstrap alone and with "
+           "seed noise added:", "",
+           table(["recipe", "mean delta", "seeds interval", "rows interval", "both noises", "Hindi delta (both noises)",
+                  "paired seeds"], rows, "lrrrrrr")]
     if configured:
         out += ["", "\\* one paired seed so far: the seed noise is the configured `gate.seed_std`, not measured."]
+
     def verb(names: Sequence[str], one: str, many: str) -> str:
         return f"{', '.join(names)} {one if len(names) == 1 else many}"
 
@@ -1529,7 +1525,43 @@ def levers(r: Results) -> str:
     if noise:
         out += ["", f"Seed noise pooled over the recipes ({noise['degrees_of_freedom']} degrees of freedom): "
                     f"{num(noise['per_language_points'], 2)} points per language, {num(noise['mean_points'], 2)} for the mean."]
-    return "\n".join(out)
+    return out
+
+
+@block("experiments/umsab_cpu_levers/report.json")
+def levers(r: Results) -> str:
+    """The recipe levers at umsab_cpu scale: each recipe against the reference, mean and Hindi."""
+    d = r("experiments/umsab_cpu_levers/report.json")
+    ref_name = d["reference"]
+    ref = d["recipes"][ref_name]
+    ref_mean, ref_hi = ref["per_language"]["mean"], ref["per_language"].get("hi")
+    seeds = ", ".join(map(str, ref["seeds"]))
+    head = (f"Status: {_experiment_status(d)}. Reference (`{ref_name}`, seeds {seeds}): mean macro-F1 {num(100 * ref_mean['f1'], 2)}"
+            + (f", Hindi {num(100 * ref_hi['f1'], 2)}" if ref_hi else "") + f"; {num(d['test_rows'], 0)} test rows. ")
+    comparisons = _experiment_comparisons(d)
+    return "\n".join([head + comparisons[0], *comparisons[1:]])
+
+
+@block("experiments/umsab_full_hindi_rows/report.json", "umsab_full.json")
+def hindi_rows(r: Results) -> str:
+    """Hindi's own train rows on the whole split: each recipe's seeds, then each against all of Hindi's rows."""
+    d = r("experiments/umsab_full_hindi_rows/report.json")
+    goal = r("umsab_full.json")["goal"]
+    rows = []
+    for name in d.get("recipes_planned") or list(d["recipes"]):
+        rec = d["recipes"].get(name) or {"seeds": [], "per_language": {}}
+        mean_, hi = rec["per_language"].get("mean"), rec["per_language"].get("hi")
+        if not rec["seeds"] or mean_ is None:
+            rows.append([name, "0", "—", "—", "—"])
+            continue
+        hi_seeds = ", ".join(f"{seed}: {pts(hi['per_seed'][str(seed)])}" for seed in rec["seeds"]) if hi else "—"
+        spread = f" ({f1_range(mean_['per_seed'].values())})" if len(rec["seeds"]) > 1 else ""
+        rows.append([name, str(len(rec["seeds"])), pts(mean_["f1"]) + spread, pts(hi["f1"]) if hi else "—", hi_seeds])
+    head = (f"Status: {_experiment_status(d)}. Reference: `{d['reference']}`; {num(d['test_rows'], 0)} test rows, the same in "
+            f"every run. Calibrated macro-F1 per recipe, the seed mean (range over seeds in brackets); the goal is "
+            f"{pts(goal['mean_f1'])} for the mean and {pts(goal['hi_f1'])} for Hindi:")
+    return "\n".join([head, "", table(["recipe", "seeds finished", "mean macro-F1", "Hindi", "Hindi per seed"], rows, "lrrrl"),
+                      "", *_experiment_comparisons(d)])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -125,6 +125,40 @@ def test_levers_table_reads_whatever_the_report_holds(tmp_path):
     assert "mean macro-F1 65.00, Hindi 55.00" in text
 
 
+def _recipe(seeds: dict[int, tuple[float, float]]) -> dict:
+    """A report's recipe entry from {seed: (mean F1, Hindi F1)}."""
+    def entry(i: int) -> dict:
+        per_seed = {str(seed): scores[i] for seed, scores in seeds.items()}
+        return {"f1": sum(per_seed.values()) / len(per_seed), "per_seed": per_seed}
+    return {"seeds": list(seeds), "per_language": {"mean": entry(0), "hi": entry(1)}}
+
+
+def test_the_hindi_rows_block_shows_each_recipes_seeds_and_what_has_not_run(tmp_path):
+    report = {
+        "name": "umsab_full_hindi_rows", "seeds": [42, 7, 123], "reference": "hindi_all", "test_rows": 6959,
+        "complete": False, "recipes_planned": ["hindi_all", "hindi_300", "hindi_0"],
+        "recipes": {"hindi_all": _recipe({42: (0.685, 0.516), 7: (0.684, 0.522)}), "hindi_300": _recipe({42: (0.683, 0.548)})},
+        "comparisons": {},
+    }
+    path = tmp_path / docs_tables.RESULTS / "experiments/umsab_full_hindi_rows/report.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(report))
+    (tmp_path / docs_tables.RESULTS / "umsab_full.json").write_text(json.dumps({"goal": {"mean_f1": 0.694, "hi_f1": 0.564}}))
+    text = docs_tables.render_block("hindi_rows", Results(tmp_path))
+    assert "seeds finished per recipe: hindi_all 2, hindi_300 1, hindi_0 0, of 3" in text
+    assert "| hindi_all | 2 | 68.5 (68.4–68.5) | 51.9 | 42: 51.6, 7: 52.2 |" in text
+    assert "| hindi_300 | 1 | 68.3 | 54.8 | 42: 54.8 |" in text
+    assert "| hindi_0 | 0 | — | — | — |" in text
+    assert "the goal is 69.4 for the mean and 56.4 for Hindi" in text
+    assert "no difference to show" in text and "On the test rows alone" not in text
+
+    report["comparisons"] = {"hindi_300": _comparison(2.9, (1.5, 4.3), (-0.5, 6.3), "configured", [42])}
+    path.write_text(json.dumps(report))
+    text = docs_tables.render_block("hindi_rows", Results(tmp_path))
+    assert "| hindi_300 | +2.90 | — | [+1.5, +4.3] | [\u22120.5, +6.3] * |" in text
+    assert "hindi_300 scores above it" in text and "no difference to show" not in text
+
+
 def test_the_shipped_soup_in_umsab_full_reads_as_a_soup_in_every_block():
     results = Results(REPO)
     assert results("umsab_full.json")["soup"], "umsab_full.json is the shipped soup of configs/umsab_full.yaml"
