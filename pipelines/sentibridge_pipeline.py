@@ -80,7 +80,7 @@ def sentibridge_pipeline(settings: Settings, data_version: dict[str, str], data_
         seeds = settings.train.soup_seeds
         members = [
             train(**training, train_cfg=settings.train.model_copy(update={"seed": seed, "soup_seeds": None}),
-                  keep_final=True, id=f"train_seed{seed}")
+                  id=f"train_seed{seed}")
             for seed in seeds
         ]
         member_metrics = [

@@ -17,6 +17,7 @@ from sentibridge.config import LoraConfig, ModelConfig, RegistryConfig
 from sentibridge.augment.demonstrations import STORE_DIR
 from sentibridge.inference.label_calibration import save_offsets
 from sentibridge.home import resolve_home
+from sentibridge.model.checkpoints import release_checkpoints
 from sentibridge.model.merge import merge_adapter
 from sentibridge.registry.registration import f1_tags, log_and_register_model
 
@@ -65,6 +66,8 @@ def register(
             save_offsets(merged, metrics["calibration"]["offsets"], metrics["calibration"]["method"])
         registration = log_and_register_model(merged, registry_cfg.model_name, tags)
     registration.update(mlflow_run_id=tracking.current_run_id() or "", tracking_uri=tracking.tracking_uri())
+    # The registry holds the model now: its training checkpoints (a soup's members' too) go.
+    release_checkpoints(resolve_home().runs, train_summary)
     log_metadata(
         metadata={
             "mlflow_registered_model": registration["registered_model"],

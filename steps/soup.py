@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,7 +9,6 @@ from typing import Annotated, Any
 from zenml import log_metadata, step
 
 from sentibridge.errors import SentibridgeError
-from sentibridge.home import resolve_home
 from sentibridge.model.soup import soup_adapters
 from steps.scratch import output_folder
 
@@ -59,12 +57,6 @@ def soup(
     # The inputs arrive as temporary folders: soup.json names the members by seed instead.
     names = [f"seed{seed}" for seed in seeds]
     adapter = soup_adapters([Path(a) for a in lora_adapters], output_folder("lora_adapter") / "adapter", names)
-    # The members kept their final checkpoints (train's ``keep_final``) for a soup interrupted
-    # before this point; now the soup holds them, so a rerun trains afresh like any finished run.
-    runs = resolve_home().runs
-    for member in train_summaries:
-        if member.get("run_key"):
-            shutil.rmtree(runs / member["run_key"], ignore_errors=True)
     log_metadata(metadata=_flat_metadata(summary), artifact_name="lora_adapter", infer_artifact=True)
     return adapter, summary
 

@@ -59,13 +59,12 @@ def train(
     train_cfg: TrainConfig,
     data_report: dict,
     run_config: dict,
-    keep_final: bool = False,
 ) -> tuple[Annotated[Path, "lora_adapter"], Annotated[dict, "train_summary"]]:
     """Fine-tune a LoRA adapter on the base model; log params, loss, lr, tokens/s to MLflow.
 
     ``run_config`` (the whole resolved configuration) is only logged, as the run's params; the
-    training itself reads ``model_cfg``, ``lora_cfg`` and ``train_cfg``. ``keep_final`` (soup
-    members) keeps the final checkpoint until the ``soup`` step has averaged the adapter.
+    training itself reads ``model_cfg``, ``lora_cfg`` and ``train_cfg``. The final checkpoint
+    stays in ``<home>/runs/<run key>`` until ``register`` has registered the model.
     """
     tracking.log_run_context(Settings.model_validate(run_config), data_report)
     home = resolve_home()
@@ -100,12 +99,7 @@ def train(
     log_metadata(metadata={k: v for k, v in summary.items() if v is not None}, artifact_name="lora_adapter", infer_artifact=True)
     adapter = output_folder("lora_adapter") / "adapter"
     shutil.copytree(result.adapter_dir, adapter)
-    if keep_final:
-        # A soup is one run made of K trainings: until the soup step has them all, an interrupted
-        # soup must "resume" its finished members at their end rather than train them again.
-        keep_latest_checkpoint(output_dir)
-    else:
-        # Checkpoints exist to resume an interrupted run; a finished run's adapter lives on as the
-        # artifact, and leaving checkpoints behind would make the next identical run "resume" at its end.
-        shutil.rmtree(output_dir, ignore_errors=True)
+    # Until the model is registered (``register`` releases the folder), a run cut off in a later
+    # step, or a soup's other members, restores this training at its end rather than repeating it.
+    keep_latest_checkpoint(output_dir)
     return adapter, summary

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from accelerate import Accelerator
 from peft import PeftModel, get_peft_model_state_dict, set_peft_model_state_dict
@@ -57,6 +59,27 @@ def keep_latest_checkpoint(output_dir: Path) -> Path | None:
         if path != latest and path.is_dir():
             shutil.rmtree(path)
     return latest
+
+
+def training_run_keys(train_summary: Mapping[str, Any]) -> list[str]:
+    """The checkpoint folders (run keys) a train summary was trained in: its own, or a soup's members'."""
+    members = (train_summary.get("soup") or {}).get("members") or [train_summary]
+    return [member["run_key"] for member in members if member.get("run_key")]
+
+
+def release_checkpoints(runs: Path, train_summary: Mapping[str, Any]) -> list[str]:
+    """Delete the checkpoint folders of a model that is now registered; the run keys deleted.
+
+    Until then they let a run cut off after training (in evaluation, say) restore its training
+    at its end instead of repeating it. After, they would make an identical rerun "resume" at
+    its end, and a finished run's adapter lives on as its artifact anyway.
+    """
+    released = []
+    for key in training_run_keys(train_summary):
+        if (Path(runs) / key).exists():
+            shutil.rmtree(Path(runs) / key)
+            released.append(key)
+    return released
 
 
 def keep_adapter_only(accelerator: Accelerator, peft_model: PeftModel) -> None:

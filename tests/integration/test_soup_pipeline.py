@@ -72,7 +72,7 @@ def test_one_model_from_three_members(souped):
 
 def test_a_killed_soup_resumes_its_finished_members_at_their_end(souped):
     result, _, home, left = souped
-    # The first member's step had finished and still kept its folder (train's keep_final); the
+    # The first member's step had finished and still kept its final checkpoint (until registration); the
     # second was killed as it saved.
     assert len(left) == 2
     members = {m["run_key"]: m for m in result["train"]["soup"]["members"]}
@@ -80,7 +80,7 @@ def test_a_killed_soup_resumes_its_finished_members_at_their_end(souped):
     for key in left:
         assert members[key]["resumed_from"] == members[key]["steps"] == STEPS  # no step trained again
     assert [m["resumed_from"] for key, m in members.items() if key not in left] == [0]
-    # The soup holds the members now, so it cleared their folders: an identical rerun trains afresh.
+    # The soup is registered now, so its members' folders are released: an identical rerun trains afresh.
     assert not list((home / "runs").iterdir())
 
 

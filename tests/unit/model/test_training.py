@@ -13,7 +13,7 @@ from sentibridge.config import LoraConfig, ModelConfig, TrainConfig
 from sentibridge.model.instructions import build_records
 from sentibridge.model.precision import cpu_supports_bf16, resolve_precision
 from sentibridge.model.batching import IGNORE_INDEX, collate, encode_records, epoch_batches
-from sentibridge.model.checkpoints import keep_latest_checkpoint, latest_checkpoint
+from sentibridge.model.checkpoints import keep_latest_checkpoint, latest_checkpoint, release_checkpoints, training_run_keys
 from sentibridge.model.training import TrainJob, add_lora, answer_loss_sum, train_lora
 
 TEXTS = [
@@ -201,7 +201,7 @@ def test_resume_matches_uninterrupted_run(records, gemma_tokenizer, tiny_gemma, 
 
 
 def test_finished_run_with_its_final_checkpoint_kept_resumes_at_its_end(records, gemma_tokenizer, tiny_gemma, tmp_path):
-    """What a soup member relies on: rerun after an interrupted soup, it trains no step again."""
+    """What a run cut off after training (a soup member, or a run in evaluation) relies on: rerun, it trains no step again."""
     cfg = _train_cfg(max_steps=4, checkpoint_every=1)
     first = train_lora(tiny_gemma(0), gemma_tokenizer, _job(records, records, cfg, tmp_path), progress=False)
     (tmp_path / ".checkpoint-9.tmp").mkdir()  # left by a save that was killed
@@ -222,6 +222,19 @@ def test_finished_run_with_its_final_checkpoint_kept_resumes_at_its_end(records,
     for key in adapter:  # the restored weights, not a fresh LoRA initialisation
         torch.testing.assert_close(rewritten[key], adapter[key], rtol=0, atol=0)
     assert keep_latest_checkpoint(tmp_path / "none") is None
+
+
+def test_a_registered_model_releases_its_own_checkpoint_folders_only(tmp_path):
+    for key in ("mine", "member1", "member2", "other"):
+        (tmp_path / key / "checkpoint-2").mkdir(parents=True)
+    single = {"run_key": "mine", "steps": 2}
+    soup = {"steps": 4, "soup": {"members": [{"seed": 42, "run_key": "member1"}, {"seed": 7, "run_key": "member2"},
+                                             {"seed": 123, "run_key": "gone"}]}}
+    assert training_run_keys(single) == ["mine"] and training_run_keys(soup) == ["member1", "member2", "gone"]
+    assert release_checkpoints(tmp_path, single) == ["mine"]
+    assert release_checkpoints(tmp_path, soup) == ["member1", "member2"]  # a folder already gone is no error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other"]
+    assert release_checkpoints(tmp_path, {"steps": 2}) == []  # a summary without a key (an old artifact)
 
 
 def test_no_resume_starts_over(records, gemma_tokenizer, tiny_gemma, tmp_path):
