@@ -8,15 +8,19 @@ Every failure prints one ``error:`` line on stderr and exits 1 (data or runtime)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sentibridge.config import Settings
 from sentibridge.config_loading import load_settings
-from sentibridge.errors import ConfigError, DataError, SentibridgeError, describe, reader_left
+from sentibridge.errors import ConfigError, DataError, SentibridgeError, Terminated, describe, reader_left
 
 if TYPE_CHECKING:
     from sentibridge.data.version import DataVersion
@@ -411,6 +415,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _end_progress_bars() -> None:
+    """End the bars an interrupt left open, so that the error starts a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (``kill``, a scheduler's timeout, a pod's eviction) stops a command as Ctrl-C does.
+
+    Python's default ends the process on the spot, and inside a pipeline step ZenML turns the
+    signal into that step's failure, after which ``experiment`` went on with its next run.
+    ZenML's step handler calls the handler it replaced, so raising ``Terminated`` here unwinds
+    every command through its Ctrl-C path: finished runs kept, a grid's report written.
+    """
+    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse, run one command, and turn any failure into one line (the only error boundary)."""
     argv = sys.argv[1:] if argv is None else argv
@@ -422,11 +457,14 @@ def main(argv: list[str] | None = None) -> int:
     args = None
     try:
         args = build_parser().parse_args(argv)
-        exit_code = args.func(args)
+        with sigterm_interrupts():
+            exit_code = args.func(args)
         sys.stdout.flush()  # here, so that a reader that left (`| head`) is seen below, not at exit
         return exit_code
-    except KeyboardInterrupt:
-        message, exit_code = "interrupted", 130
+    except KeyboardInterrupt as stop:
+        _end_progress_bars()
+        # 143: what a shell reports for a command stopped by SIGTERM
+        message, exit_code = ("terminated", 143) if isinstance(stop, Terminated) else ("interrupted", 130)
     except BrokenPipeError:
         if reader_left():
             return 141  # what a shell reports for a command stopped by SIGPIPE; nothing to say

@@ -29,6 +29,10 @@ class DataError(SentibridgeError):
     """Input data that cannot be read, or fails validation."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be, so that a command stops the same way (exit 143)."""
+
+
 class StepFailed(Exception):
     """A pipeline step failed on something other than a user mistake in the data or config.
 

@@ -64,15 +64,15 @@ def run_experiment(
     cells = len(plan.grid())
     print(f"experiment {plan.name}: {len(plan.recipes)} recipes x {len(plan.seeds)} seeds "
           f"({', '.join(map(str, plan.seeds))}) = {cells} runs; runs and report in {out}", flush=True)
-    interrupted = False
+    interrupted: KeyboardInterrupt | None = None
     if report_only:
         records = collect(plan, out)
     else:
         try:
             records = run_grid(plan, out, runner or pipeline_runner(plan, run_config),
                                report=lambda line: print(line, flush=True))
-        except KeyboardInterrupt:
-            interrupted, records = True, collect(plan, out)
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM as ``Terminated``: re-raised as itself below
+            interrupted, records = stop, collect(plan, out)
     settings = isolated(plan.recipes[0].settings(plan.seeds[0]), plan)
     report = {"name": plan.name, "seeds": list(plan.seeds), "recipes_planned": [r.name for r in plan.recipes],
               **analyse(records, out, plan.recipes[0].name, settings.gate, effect)}
@@ -84,8 +84,8 @@ def run_experiment(
         report["mlflow_parent_run_id"] = _log_parent(out, plan, settings, records, report, files)
     print(markdown(report))
     print(f"report: {files[1]} and {files[0]}")
-    if interrupted:
-        raise KeyboardInterrupt
+    if interrupted is not None:
+        raise interrupted
     return report
 
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import mlflow
 import pytest
 import yaml
 
-from tests.conftest import SAMPLE, TINY_MODEL, TINY_TRAIN
+from tests.conftest import REPO, SAMPLE, TINY_MODEL, TINY_TRAIN, cli_env
 from tests.integration.test_validate_cli import last_json, run_cli
 
 pytestmark = pytest.mark.integration
@@ -95,3 +101,36 @@ def test_a_bad_recipe_is_one_line_naming_file_and_key_before_anything_trains(tmp
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert plan in lines[0] and "lora.r" in lines[0]
     assert not (tmp_path / "out" / "runs").exists()
+
+
+def test_sigterm_stops_the_grid_as_ctrl_c_does(tmp_path):
+    """`kill` (a scheduler's timeout, a pod's eviction) mid-training: not a failed run and on to the next."""
+    steps = 2000
+    plan = _plan(tmp_path, {"quick": {}, "long": {"train.max_steps": steps}})
+    out, stdout, stderr = tmp_path / "out", tmp_path / "stdout.log", tmp_path / "stderr.log"
+    with open(stdout, "w") as out_log, open(stderr, "w") as err_log:
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("sentibridge")), "experiment", "--plan", plan,
+                                 "--out", str(out), "--json"], cwd=REPO, env=cli_env(tmp_path / "home"),
+                                stdout=out_log, stderr=err_log, start_new_session=True)
+        deadline = time.monotonic() + 600
+        try:
+            while f"/{steps} [" not in stderr.read_text(errors="replace"):  # the long run's progress bar
+                assert proc.poll() is None, stderr.read_text(errors="replace")[-3000:]
+                assert time.monotonic() < deadline, "the second run did not start training in time"
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    printed, errors = stdout.read_text(), stderr.read_text(errors="replace")
+    assert code == 143, errors[-3000:]
+    progress = [line for line in printed.splitlines() if line.startswith("[")]
+    assert [line.split(":")[0] for line in progress] == ["[1/4] quick seed 42"]  # the interrupted run is not "failed"
+    assert [line for line in errors.splitlines() if line.startswith("error:")] == ["error: terminated"]
+    assert json.loads(printed.strip().splitlines()[-1]) == {"ok": False, "error": "terminated"}
+    assert json.loads((out / "runs" / "quick" / "seed42" / "result.json").read_text())["status"] == "ok"
+    assert not (out / "runs" / "long" / "seed42" / "result.json").exists()  # a rerun trains it
+    report = json.loads((out / "report.json").read_text())
+    assert report["complete"] is False and list(report["recipes"]) == ["quick"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -339,6 +340,20 @@ def test_interrupt_is_130_with_json(monkeypatch, capsys):
     monkeypatch.setattr(run, "train", interrupted)
     assert cli.main(["train", "--json"]) == 130
     assert last_json(capsys.readouterr().out) == {"ok": False, "error": "interrupted"}
+
+
+def test_sigterm_is_143_with_json_and_the_previous_handler_comes_back(monkeypatch, capsys):
+    def terminated(settings, version=None, run_config=None):
+        os.kill(os.getpid(), signal.SIGTERM)  # a real signal, turned into an exception by main
+        raise AssertionError("SIGTERM did not stop the command")
+
+    monkeypatch.setattr(run, "train", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli.main(["train", "--json"]) == 143
+    out, err = capsys.readouterr()
+    assert one_error_line(err) == "error: terminated"
+    assert last_json(out) == {"ok": False, "error": "terminated"}
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 # --- a failed step: shown once ---------------------------------------------------------------
