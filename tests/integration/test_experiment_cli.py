@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import mlflow
 import pytest
 import yaml
 
-from tests.conftest import REPO, SAMPLE, TINY_MODEL, TINY_TRAIN, cli_env
+from tests.conftest import SAMPLE, TINY_MODEL, TINY_TRAIN, cli_env
 from tests.integration.test_validate_cli import last_json, run_cli
+from tests.interruption import signal_when
 
 pytestmark = pytest.mark.integration
 
@@ -108,22 +104,9 @@ def test_sigterm_stops_the_grid_as_ctrl_c_does(tmp_path):
     steps = 2000
     plan = _plan(tmp_path, {"quick": {}, "long": {"train.max_steps": steps}})
     out, stdout, stderr = tmp_path / "out", tmp_path / "stdout.log", tmp_path / "stderr.log"
-    with open(stdout, "w") as out_log, open(stderr, "w") as err_log:
-        proc = subprocess.Popen([str(Path(sys.executable).with_name("sentibridge")), "experiment", "--plan", plan,
-                                 "--out", str(out), "--json"], cwd=REPO, env=cli_env(tmp_path / "home"),
-                                stdout=out_log, stderr=err_log, start_new_session=True)
-        deadline = time.monotonic() + 600
-        try:
-            while f"/{steps} [" not in stderr.read_text(errors="replace"):  # the long run's progress bar
-                assert proc.poll() is None, stderr.read_text(errors="replace")[-3000:]
-                assert time.monotonic() < deadline, "the second run did not start training in time"
-                time.sleep(0.1)
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=120)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+    code = signal_when(["experiment", "--plan", plan, "--out", str(out), "--json"], cli_env(tmp_path / "home"),
+                       lambda: f"/{steps} [" in stderr.read_text(errors="replace"),  # the long run's progress bar
+                       signal.SIGTERM, stdout, stderr, what="the second run's training")
     printed, errors = stdout.read_text(), stderr.read_text(errors="replace")
     assert code == 143, errors[-3000:]
     progress = [line for line in printed.splitlines() if line.startswith("[")]

@@ -6,17 +6,14 @@ training is not repeated because a later step was interrupted (a session's end, 
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, SAMPLE, TINY_MODEL, TINY_TRAIN, cli_env
+from tests.conftest import SAMPLE, TINY_MODEL, TINY_TRAIN, cli_env
 from tests.integration.test_validate_cli import last_json, run_cli
+from tests.interruption import signal_when
 
 pytestmark = pytest.mark.integration
 
@@ -24,25 +21,15 @@ STEPS = 2  # TINY_TRAIN's train.max_steps
 ARGS = ["train", "--config", "configs/default.yaml", "--data", str(SAMPLE), *TINY_TRAIN, *TINY_MODEL, "--json"]
 
 
-def kill_in_evaluation(home: Path, timeout: float = 600) -> None:
+def kill_in_evaluation(home: Path) -> None:
     """Start a run and SIGKILL it once evaluation scores rows (its progress bar follows training's)."""
-    log_path = home.parent / "killed.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([str(Path(sys.executable).with_name("sentibridge")), *ARGS], cwd=REPO,
-                                env=cli_env(home), stdout=log, stderr=log, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                text = log_path.read_text(errors="replace")
-                if "train:" in text and "score:" in text.rsplit("train:", 1)[1]:
-                    break
-                assert proc.poll() is None, f"the run ended before evaluation:\n{text[-3000:]}"
-                assert time.monotonic() < deadline, "evaluation did not start in time"
-                time.sleep(0.02)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    log = home.parent / "killed.log"
+
+    def evaluating() -> bool:
+        text = log.read_text(errors="replace")
+        return "train:" in text and "score:" in text.rsplit("train:", 1)[1]
+
+    signal_when(ARGS, cli_env(home), evaluating, signal.SIGKILL, log, what="evaluation")
 
 
 def test_a_run_killed_in_evaluation_restores_its_training_and_releases_it_once_registered(tmp_path):

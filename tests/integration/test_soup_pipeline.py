@@ -8,18 +8,15 @@ inside the real pipeline.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import mlflow
 import pytest
 
-from tests.conftest import REPO, SAMPLE, TINY_MODEL, TINY_TRAIN, cli_env
+from tests.conftest import SAMPLE, TINY_MODEL, TINY_TRAIN, cli_env
 from tests.integration.test_validate_cli import last_json, run_cli
+from tests.interruption import signal_when
 
 pytestmark = pytest.mark.integration
 
@@ -29,23 +26,12 @@ ARGS = ["train", "--config", "configs/default.yaml", "--data", str(SAMPLE), *TIN
         "--set", f"train.soup_seeds={json.dumps(SEEDS)}", "--set", "data.label_issues=drop", "--json"]
 
 
-def kill_at_second_member(home: Path, timeout: float = 600) -> list[str]:
+def kill_at_second_member(home: Path) -> list[str]:
     """Start the soup, SIGKILL it when a 2nd member's final checkpoint is written; the run folders left."""
     runs = home / "runs"
-    with open(home.parent / "killed.log", "w") as log:
-        proc = subprocess.Popen([str(Path(sys.executable).with_name("sentibridge")), *ARGS], cwd=REPO,
-                                env=cli_env(home), stdout=log, stderr=log, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        try:
-            # save_checkpoint renames a finished folder into place: its state file means "saved".
-            while len(list(runs.glob(f"*/checkpoint-{STEPS}/trainer_state.json"))) < 2:
-                assert proc.poll() is None, "the soup ended before two members' final checkpoints existed together"
-                assert time.monotonic() < deadline, "two members did not finish in time"
-                time.sleep(0.05)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    # save_checkpoint renames a finished folder into place: its state file means "saved".
+    signal_when(ARGS, cli_env(home), lambda: len(list(runs.glob(f"*/checkpoint-{STEPS}/trainer_state.json"))) >= 2,
+                signal.SIGKILL, home.parent / "killed.log", what="two members' final checkpoints")
     return sorted(path.name for path in runs.iterdir())
 
 
